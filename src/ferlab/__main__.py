@@ -1,0 +1,3 @@
+from ferlab.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``ferlab`` command line: one command, one module of verbs per area."""

@@ -1,0 +1,83 @@
+"""Entry point of the ``ferlab`` command.
+
+Each area of the package contributes its verbs from its own module (``ferlab.cli.<area>``) through
+a ``register(app)`` function, so the modules stay small and heavy imports (torch, OpenCV) happen
+inside the verbs that need them, keeping ``ferlab --help`` fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from rich.console import Console
+
+from ferlab import __version__
+from ferlab.errors import FerlabError
+
+app = typer.Typer(
+    name="ferlab",
+    help="Facial emotion recognition: data, models, training, prediction and serving.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+err_console = Console(stderr=True)
+
+_AREAS = ("data", "models", "train", "predict", "serve", "explain", "export")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ferlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Facial emotion recognition toolkit."""
+
+
+def _register_areas() -> None:
+    import importlib
+
+    for area in _AREAS:
+        try:
+            module = importlib.import_module(f"ferlab.cli.{area}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"ferlab.cli.{area}":
+                raise
+            continue  # area not built in this install
+        module.register(app)
+
+
+_register_areas()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors print one clear line and exit with status 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except FerlabError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("[yellow]aborted[/]")
+        sys.exit(1)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
