@@ -72,6 +72,8 @@ class FERData:
     index: torch.Tensor | None = None
     skipped: list[str] = field(default_factory=list)
     """Human-readable descriptions of rows/files skipped with ``skip_bad``."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Rows left out by the FER+ label rules, counted by reason (see ``ferlab.data.ferplus``)."""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -1,0 +1,56 @@
+"""Fixtures shared by the whole test suite.
+
+The real datasets live beside the checkout in ``<repo>/../shared/datasets`` (read-only); tests
+that need them use :func:`datasets_dir` and are skipped with a clear message where it is absent.
+The decoded-array cache goes to a per-session temporary folder, so no test writes to the user's
+``~/.cache``, and the 301 MB FER2013 CSV is parsed at most once per session
+(:func:`fer2013_cache_dir`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+DATASETS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Point ``$FERLAB_CACHE_DIR`` at a session folder for every test."""
+    cache = tmp_path_factory.mktemp("ferlab-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FERLAB_CACHE_DIR", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """``<repo>/../shared/datasets``; skips the test when it is not there."""
+    if not (DATASETS / "README.md").is_file():
+        pytest.skip(f"shared datasets not found at {DATASETS.resolve()}")
+    return DATASETS.resolve()
+
+
+@pytest.fixture(scope="session")
+def fer2013_csv(datasets_dir: Path) -> Path:
+    """The real ``fer2013.csv.gz``."""
+    path = datasets_dir / "fer2013" / "fer2013.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"fer2013.csv.gz not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fer2013_cache_dir(fer2013_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache folder holding the parsed real FER2013 CSV (the one parse of the session).
+
+    Pass it as ``cache_dir`` (or ``--cache-dir``) to load the real CSV in a fraction of a second.
+    """
+    from ferlab.data import load_dataset
+
+    cache = tmp_path_factory.mktemp("fer2013-cache")
+    load_dataset(fer2013_csv, cache_dir=cache, progress=False)
+    return cache
