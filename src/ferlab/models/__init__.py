@@ -5,6 +5,8 @@ Every model takes ``in_chans`` (default 1) and ``num_classes`` (default 7) and o
 ``in_chans`` and ``input_size`` (C, H, W).
 """
 
+# Importing each family registers its models.
+from ferlab.models import deep_emotion, jahromi, luo, vggface  # noqa: F401
 from ferlab.models._registry import (
     ModelEntry,
     create_model,
