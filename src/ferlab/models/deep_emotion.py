@@ -60,17 +60,6 @@ _MINAEE = "Minaee et al., Deep-Emotion (2021), as described by Huo & Jiang and C
 _CACIOLAI = "Caciolai, Facial Emotion Recognition (seminar report)"
 
 
-def _input_chw(
-    in_chans: int, input_size: int | tuple[int, ...] | None, min_hw: int, name: str
-) -> tuple[int, int, int]:
-    """Accept ``48``, ``(H, W)`` or the zoo's ``(C, H, W)``; ``None`` means 48×48."""
-    if isinstance(input_size, int):
-        input_size = (in_chans, input_size, input_size)
-    elif input_size is not None and len(input_size) == 2:
-        input_size = (in_chans, *input_size)
-    return resolve_input_size(in_chans, input_size, (48, 48), min_hw, name)
-
-
 def _conv_pair(c_in: int, width: int) -> nn.Sequential:
     # Two unpadded 3×3 convolutions, then max-pool and ReLU, as published.
     return nn.Sequential(
@@ -110,7 +99,7 @@ class DeepEmotion(FERModel):
         # Smallest inputs: 16 for the two blocks, 18 for the localisation network, 20 for MSA's
         # 2×2 pooling.
         min_hw = 20 if msa else 18 if stn else 16
-        self.input_size = _input_chw(in_chans, input_size, min_hw, "deep_emotion")
+        self.input_size = resolve_input_size(in_chans, input_size, (48, 48), min_hw, "deep_emotion")
         self.num_classes, self.in_chans = num_classes, in_chans
         _, h, w = self.input_size
         h1, w1 = (h - 4) // 2, (w - 4) // 2

@@ -51,17 +51,6 @@ __all__ = ["DeepCNN", "MediumCNN", "ShallowCNN", "deep_cnn", "medium_cnn", "shal
 _SOURCE = "Jahromi & Fyshe, Facial Emotion Recognition with Convolutional Neural Networks"
 
 
-def _input_chw(
-    in_chans: int, input_size: int | tuple[int, ...] | None, min_hw: int, name: str
-) -> tuple[int, int, int]:
-    """Accept ``48``, ``(H, W)`` or the zoo's ``(C, H, W)``; ``None`` means 48×48."""
-    if isinstance(input_size, int):
-        input_size = (in_chans, input_size, input_size)
-    elif input_size is not None and len(input_size) == 2:
-        input_size = (in_chans, *input_size)
-    return resolve_input_size(in_chans, input_size, (48, 48), min_hw, name)
-
-
 def _same_conv(c_in: int, c_out: int, k: int) -> list[nn.Module]:
     """A stride-1 convolution with Keras' "same" padding.
 
@@ -118,7 +107,7 @@ class ShallowCNN(_JahromiCNN):
         hidden: int = 512,
         drop_rate: float = 0.5,
     ) -> None:
-        chw = _input_chw(in_chans, input_size, 4, "shallow_cnn")
+        chw = resolve_input_size(in_chans, input_size, (48, 48), 4, "shallow_cnn")
         features = nn.Sequential(
             nn.Conv2d(in_chans, 32, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -144,7 +133,7 @@ class MediumCNN(_JahromiCNN):
         hidden: int = 1024,
         drop_rate: float = 0.5,
     ) -> None:
-        chw = _input_chw(in_chans, input_size, 1, "medium_cnn")
+        chw = resolve_input_size(in_chans, input_size, (48, 48), 1, "medium_cnn")
         layers: list[nn.Module] = []
         c_in = in_chans
         for c_out, k in ((32, 5), (32, 4), (64, 5)):
@@ -176,7 +165,7 @@ class DeepCNN(_JahromiCNN):
         block_drop_rate: float = 0.25,
         drop_rate: float = 0.5,
     ) -> None:
-        chw = _input_chw(in_chans, input_size, 2 ** len(widths), "deep_cnn")
+        chw = resolve_input_size(in_chans, input_size, (48, 48), 2 ** len(widths), "deep_cnn")
         layers: list[nn.Module] = []
         c_in = in_chans
         for c_out in widths:

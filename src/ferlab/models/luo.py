@@ -43,17 +43,6 @@ __all__ = ["ChahedCNN", "chahed_cnn", "chahed_cnn_se"]
 _SOURCE = "Luo, CNN combined with the attention mechanism for FER (Chahed's Kaggle CNN)"
 
 
-def _input_chw(
-    in_chans: int, input_size: int | tuple[int, ...] | None, min_hw: int, name: str
-) -> tuple[int, int, int]:
-    """Accept ``48``, ``(H, W)`` or the zoo's ``(C, H, W)``; ``None`` means 48×48."""
-    if isinstance(input_size, int):
-        input_size = (in_chans, input_size, input_size)
-    elif input_size is not None and len(input_size) == 2:
-        input_size = (in_chans, *input_size)
-    return resolve_input_size(in_chans, input_size, (48, 48), min_hw, name)
-
-
 class ChahedCNN(FERModel):
     """Three blocks of (3×3 conv → ReLU) × 2 [→ SE] → max-pool 2, then FC → ReLU → FC.
 
@@ -77,7 +66,9 @@ class ChahedCNN(FERModel):
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        self.input_size = _input_chw(in_chans, input_size, 2 ** len(widths), "chahed_cnn")
+        self.input_size = resolve_input_size(
+            in_chans, input_size, (48, 48), 2 ** len(widths), "chahed_cnn"
+        )
         self.num_classes, self.in_chans = num_classes, in_chans
         blocks: list[nn.Module] = []
         c_in = in_chans

@@ -47,17 +47,6 @@ __all__ = ["VGGFace", "vggface", "vggface_stn", "vggface_stn_msa"]
 _SOURCE = "Caciolai, Facial Emotion Recognition (seminar report): custom VGGFace"
 
 
-def _input_chw(
-    in_chans: int, input_size: int | tuple[int, ...] | None, min_hw: int, name: str
-) -> tuple[int, int, int]:
-    """Accept ``48``, ``(H, W)`` or the zoo's ``(C, H, W)``; ``None`` means 48×48."""
-    if isinstance(input_size, int):
-        input_size = (in_chans, input_size, input_size)
-    elif input_size is not None and len(input_size) == 2:
-        input_size = (in_chans, *input_size)
-    return resolve_input_size(in_chans, input_size, (48, 48), min_hw, name)
-
-
 def _stack(c_in: int, c_out: int) -> nn.Sequential:
     layers: list[nn.Module] = []
     for c in (c_in, c_out):
@@ -94,7 +83,7 @@ class VGGFace(FERModel):
         super().__init__()
         # The localisation network needs 18 pixels, the four poolings 16.
         min_hw = max(2 ** len(widths), 18 if stn else 0)
-        self.input_size = _input_chw(in_chans, input_size, min_hw, "vggface")
+        self.input_size = resolve_input_size(in_chans, input_size, (48, 48), min_hw, "vggface")
         self.num_classes, self.in_chans = num_classes, in_chans
         _, h, w = self.input_size
         fh, fw = h // 2 ** len(widths), w // 2 ** len(widths)
