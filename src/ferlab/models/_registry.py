@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import nn
 
-from ferlab.errors import UnknownNameError
+from ferlab.errors import FerlabError, UnknownNameError
 
 __all__ = ["ModelEntry", "create_model", "get_model_entry", "list_models", "register_model"]
 
@@ -67,4 +67,12 @@ def get_model_entry(name: str) -> ModelEntry:
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name``; keyword arguments select its variant."""
-    return get_model_entry(name).fn(**kwargs)
+    entry = get_model_entry(name)
+    try:
+        return entry.fn(**kwargs)
+    except TypeError as exc:
+        # A misspelt or unsupported keyword: say which model and what it accepts.
+        import inspect
+
+        accepted = ", ".join(inspect.signature(entry.fn).parameters)
+        raise FerlabError(f"model '{name}': {exc} (its constructor takes: {accepted})") from None
