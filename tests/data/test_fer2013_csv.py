@@ -75,6 +75,7 @@ CASES = {
     "negative": (csv_row(0, BAD_PIXELS + " -3", "Training"), "pixels", "'-3' is not an integer"),
     "unknown emotion": (csv_row(7, BAD_PIXELS + " 0", "Training"), "emotion", "emotion id 7"),
     "emotion text": (csv_row("x", BAD_PIXELS + " 0", "Training"), "emotion", "not an integer"),
+    "huge emotion": (csv_row("9" * 5000, BAD_PIXELS + " 0", "Training"), "emotion", "id 999"),
     "unknown usage": (csv_row(1, BAD_PIXELS + " 0", "Train"), "Usage", "unknown Usage 'Train'"),
     "extra field": (csv_row(1, BAD_PIXELS + " 0", "Training") + ",x", None, "found 4"),
     "missing field": (f"1,{BAD_PIXELS} 0", None, "found 2"),

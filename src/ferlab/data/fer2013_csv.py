@@ -126,7 +126,7 @@ def parse_fer2013_csv(
         DataError: for problems that leave nothing to read: an empty file, a missing or garbled
             header, a file with a header but no rows.
     """
-    if not data.strip():
+    if not data or data.isspace():  # isspace stops at the first other byte; strip would copy
         raise DataError("the file is empty", path=path)
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, ends = _line_bounds(buf)
@@ -249,16 +249,16 @@ def _emotion(raw: bytes, line: int, path: Path, problems: Problems) -> int:
             f"emotion {text[:20]!r} is not an integer", path=path, row=line, field="emotion"
         )
         return -1
-    value = int(text)
-    if not 0 <= value < len(FER2013_CLASSES):
+    # Length first: int() refuses numbers longer than 4300 digits.
+    if len(text) > 3 or not 0 <= int(text) < len(FER2013_CLASSES):
         problems.add(
-            f"unknown emotion id {value} (expected 0-{len(FER2013_CLASSES) - 1})",
+            f"unknown emotion id {text[:20]} (expected 0-{len(FER2013_CLASSES) - 1})",
             path=path,
             row=line,
             field="emotion",
         )
         return -1
-    return value
+    return int(text)
 
 
 def _usage(raw: bytes, line: int, path: Path, problems: Problems) -> int:

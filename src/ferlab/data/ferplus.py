@@ -108,7 +108,7 @@ def read_ferplus_votes(path: Path, problems: Problems) -> FerplusVotes:
         DataError: the file is empty, or its header is not the FER+ header.
     """
     data = read_source_bytes(path).removeprefix(b"\xef\xbb\xbf")
-    if not data.strip():
+    if not data or data.isspace():
         raise DataError("the file is empty", path=path)
     header, _, body = data.partition(b"\n")
     found = header.decode("utf-8", errors="replace").strip()

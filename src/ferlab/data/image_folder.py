@@ -99,7 +99,10 @@ def find_image_root(path: Path) -> PurePosixPath | None:
     if path.is_dir():
         if (path / "train").is_dir():
             return PurePosixPath(".")
-        subdirs = [p for p in path.iterdir() if p.is_dir() and not _ignored(p.name)]
+        try:
+            subdirs = [p for p in path.iterdir() if p.is_dir() and not _ignored(p.name)]
+        except OSError as exc:
+            raise DataError(f"cannot list the folder ({exc.strerror or exc})", path=path) from None
         if len(subdirs) == 1 and (subdirs[0] / "train").is_dir():
             return PurePosixPath(subdirs[0].name)
         return None

@@ -240,9 +240,12 @@ def _read(
 
 
 def _fingerprint(source: Source) -> dict[str, Any]:
-    if source.path.is_dir():
-        return tree_fingerprint(source.path)
-    st = os.stat(source.path)
+    try:
+        if source.path.is_dir():
+            return tree_fingerprint(source.path)
+        st = os.stat(source.path)
+    except OSError as exc:  # e.g. a file removed or made unreadable while listing
+        raise DataError(f"cannot read the source ({exc})", path=source.path) from None
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
