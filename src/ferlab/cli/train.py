@@ -1,0 +1,333 @@
+"""``ferlab train``, ``ferlab evaluate`` and ``ferlab compare``: the training engine's verbs.
+
+Heavy imports (torch, the engine) happen inside the commands so ``ferlab --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ferlab.errors import DataError, FerlabError, UnknownNameError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("compare")(compare_cmd)
+
+
+_DEVICES = ("auto", "cpu", "cuda")
+_TTA = ("none", "flip", "ten_crop")
+
+
+def _passive_openmp() -> None:
+    """Let idle OpenMP worker threads sleep instead of spinning.
+
+    On a CPU shared with other busy processes, spinning workers made each training step of a
+    small network about 15 times slower (measured on the 2-core development machine; see
+    docs/training.md). The variable is read when torch loads, so it is set before the commands
+    import it; a value already in the environment wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _resolve_recipe(spec: str) -> Any:
+    """A recipe from a YAML path, or the default recipe of a registered model name."""
+    from ferlab.engine.recipe import default_recipe, load_recipe
+    from ferlab.models import list_models
+
+    path = Path(spec)
+    if path.is_file():
+        return load_recipe(path)
+    if path.suffix.lower() in (".yaml", ".yml") or path.parent != Path("."):
+        raise DataError("recipe file not found", path=path)
+    names = list_models()
+    if spec not in names:
+        raise FerlabError(
+            f"'{spec}' is neither a recipe file nor a registered model; models: {', '.join(names)}"
+        )
+    return default_recipe(spec)
+
+
+def _choice(value: str | None, choices: tuple[str, ...], option: str) -> None:
+    if value is not None and value not in choices:
+        raise UnknownNameError(f"{option} value", value, list(choices))
+
+
+def train_cmd(
+    recipe_or_model: str = typer.Argument(
+        ..., metavar="RECIPE_OR_MODEL", help="A recipe YAML file, or a registered model name."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset path (default: the recipe's data.path)."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder (default: runs/<recipe or model name>)."
+    ),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
+    time_budget: str | None = typer.Option(
+        None, "--time-budget", help="Stop after this much training time, e.g. 90s, 30m, 2h."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the interrupted run in --out from its last.pt."
+    ),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Override train.seed."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Global batch size."),
+    lr: float | None = typer.Option(None, "--lr", help="Override optim.lr."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    ferplus: Path | None = typer.Option(
+        None, "--ferplus", help="FER+ fer2013new.csv to relabel FER2013 with."
+    ),
+    labels: str | None = typer.Option(
+        None, "--labels", help="Label mode: fer2013 or ferplus-<majority|probability|...>."
+    ),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-data cache folder."),
+    skip_bad: bool | None = typer.Option(
+        None, "--skip-bad/--no-skip-bad", help="Leave out malformed rows instead of stopping."
+    ),
+    val_fraction: float | None = typer.Option(
+        None, "--val-fraction", help="Share of train held out when the data has no val split."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout at the end."),
+) -> None:
+    """Train a model from a recipe (or a model's default recipe) into a run folder.
+
+    The run folder gets config.yaml, history.csv, last.pt, best.pt (selected on the validation
+    split), metrics.json (best.pt evaluated once on val and test) and plots. Ctrl-C saves
+    last.pt and exits; run the same command with --resume to continue.
+    """
+    _passive_openmp()
+    from rich.console import Console
+
+    from ferlab.engine.recipe import apply_overrides
+    from ferlab.engine.trainer import resume_recipe, train
+
+    _choice(device, _DEVICES, "--device")
+    recipe = _resolve_recipe(recipe_or_model)
+    out_dir = out if out is not None else Path("runs") / recipe.name
+    if resume:
+        stored = resume_recipe(out_dir)
+        stored.name = stored.name or recipe.name
+        recipe = stored
+    overrides = {
+        "data.path": None if data is None else str(data),
+        "data.ferplus": None if ferplus is None else str(ferplus),
+        "data.labels": labels,
+        "data.cache_dir": None if cache_dir is None else str(cache_dir),
+        "data.skip_bad": skip_bad,
+        "data.val_fraction": val_fraction,
+        "train.epochs": epochs,
+        "train.time_budget": time_budget,
+        "train.seed": seed,
+        "train.batch_size": batch_size,
+        "train.device": device,
+        "optim.lr": lr,
+    }
+    recipe = apply_overrides(recipe, overrides, where="command-line options")
+    console = Console(stderr=True)
+    result = train(recipe, out_dir=out_dir, resume=resume, progress=True, console=console)
+    if result.interrupted:
+        console.print(
+            f"[yellow]interrupted[/]: saved {out_dir / 'last.pt'}; continue with\n"
+            f"  ferlab train {recipe_or_model} --out {out_dir} --resume",
+            highlight=False,
+        )
+        raise typer.Exit(130)
+    m = result.metrics
+    if as_json:
+        typer.echo(json.dumps(m, indent=2))
+        return
+    test = m.get("test") or {}
+    console.print(
+        f"[bold]{m['name']}[/] ({m['stop_reason']}, {m['epochs']:g} epochs, "
+        f"{_duration(m['train_time_s'])}): val {m['val']['accuracy']:.2%}"
+        + (f", test {test['accuracy']:.2%} (tta {m['tta']})" if test else "")
+        + f" → {result.out_dir}",
+        highlight=False,
+    )
+
+
+def _data_for_checkpoint(
+    meta: dict,
+    data: Path | None,
+    ferplus: Path | None,
+    labels: str | None,
+    cache_dir: Path | None,
+    skip_bad: bool | None,
+    val_fraction: float | None,
+) -> Any:
+    """Load evaluation data; unset options fall back to the checkpoint's recipe."""
+    from ferlab.data import load_dataset
+
+    rd = meta.get("recipe", {}).get("data", {})
+    path = data if data is not None else rd.get("path")
+    if not path:
+        raise DataError("no data: pass --data PATH", path=meta.get("path"))
+    use_labels = labels if labels is not None else rd.get("labels", "fer2013")
+    fp = ferplus if ferplus is not None else rd.get("ferplus")
+    return load_dataset(
+        path,
+        ferplus=fp if use_labels != "fer2013" else None,
+        labels=use_labels,
+        cache_dir=cache_dir if cache_dir is not None else rd.get("cache_dir"),
+        skip_bad=bool(skip_bad) if skip_bad is not None else bool(rd.get("skip_bad", False)),
+        val_fraction=val_fraction if val_fraction is not None else rd.get("val_fraction", 0.1),
+        seed=int(meta.get("recipe", {}).get("train", {}).get("seed", 0)),
+        progress=True,
+    )
+
+
+def evaluate_cmd(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by ferlab train (best.pt)."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset path (default: the path the model was trained on)."
+    ),
+    split: str = typer.Option("test", "--split", help="val or test."),
+    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, flip, ten_crop."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Also write confusion and misclassified-example PNGs here."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    batch_size: int = typer.Option(512, "--batch-size", min=1, help="Images per forward pass."),
+    ferplus: Path | None = typer.Option(None, "--ferplus", help="FER+ fer2013new.csv."),
+    labels: str | None = typer.Option(
+        None, "--labels", help="Label mode (default: the one the model was trained with)."
+    ),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-data cache folder."),
+    skip_bad: bool | None = typer.Option(
+        None, "--skip-bad/--no-skip-bad", help="Leave out malformed rows instead of stopping."
+    ),
+    val_fraction: float | None = typer.Option(
+        None, "--val-fraction", help="Share of train held out when the data has no val split."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print {accuracy, per_class, macro_f1, confusion, n, ...} as JSON."
+    ),
+) -> None:
+    """Evaluate a checkpoint on the val or test split: accuracy, per-class accuracy, macro-F1."""
+    _choice(split, ("val", "test"), "--split")
+    _choice(tta, _TTA, "--tta")
+    _choice(device, _DEVICES, "--device")
+    _passive_openmp()
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from ferlab.engine.checkpoint import read_checkpoint
+    from ferlab.engine.evaluate import evaluate_checkpoint
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda was requested but no CUDA device is available")
+    dev = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    meta = read_checkpoint(checkpoint)
+    meta["path"] = str(checkpoint)
+    dataset = _data_for_checkpoint(meta, data, ferplus, labels, cache_dir, skip_bad, val_fraction)
+    result = evaluate_checkpoint(
+        checkpoint, dataset, split=split, tta=tta, batch_size=batch_size, device=dev, out_dir=out
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table(
+        title=f"{checkpoint} on {split} ({result['n']} images, tta {tta})",
+        caption=f"accuracy {result['accuracy']:.2%} · macro-F1 {result['macro_f1']:.4f}",
+    )
+    table.add_column("class")
+    table.add_column("accuracy", justify="right")
+    for name, acc in result["per_class"].items():
+        table.add_row(name, f"{acc:.2%}")
+    Console().print(table)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def _run_row(run_dir: Path) -> dict[str, Any]:
+    """One run's summary from metrics.json, or from last.pt while it is unfinished."""
+    from ferlab.engine.checkpoint import read_checkpoint
+
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        try:
+            m = json.loads(metrics_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            msg = f"not valid JSON ({exc.msg})"
+            raise DataError(msg, path=metrics_path, row=exc.lineno) from None
+        test = m.get("test") or {}
+        return {
+            "run": str(run_dir),
+            "model": m["model"],
+            "params": m["params"],
+            "train_time_s": m["train_time_s"],
+            "epochs": m["epochs"],
+            "status": m["stop_reason"],
+            "val_accuracy": m["val"]["accuracy"],
+            "test_accuracy": test.get("accuracy"),
+            "tta": m.get("tta"),
+            "paper_accuracy": m.get("paper", {}).get("reported_accuracy"),
+            "paper_source": m.get("paper", {}).get("source", ""),
+        }
+    last = run_dir / "last.pt"
+    if not last.is_file():
+        raise DataError("not a run folder (no metrics.json or last.pt)", path=run_dir)
+    ckpt = read_checkpoint(last)
+    ts = ckpt["train_state"]
+    paper = ckpt["recipe"].get("paper", {})
+    n_params = sum(v.numel() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    return {
+        "run": str(run_dir),
+        "model": ckpt["model"]["name"],
+        "params": n_params,
+        "train_time_s": ts["elapsed"],
+        "epochs": ts["epoch"],
+        "status": "unfinished",
+        "val_accuracy": ts["best_val"] if ts["best_val"] >= 0 else None,
+        "test_accuracy": None,
+        "tta": None,
+        "paper_accuracy": paper.get("reported_accuracy"),
+        "paper_source": paper.get("source", ""),
+    }
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.2f}"
+
+
+def compare_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders written by ferlab train."),
+    json_out: Path | None = typer.Option(
+        None, "--json-out", help="Also write the rows as a JSON list to this file."
+    ),
+) -> None:
+    """Compare runs: a Markdown table of model, parameters, training time, val and test
+    accuracy (%) and the paper's reported accuracy. Unfinished runs show their best val so far.
+    """
+    rows = [_run_row(Path(d)) for d in run_dirs]
+    lines = [
+        "| run | model | params | training time | epochs | val acc % | test acc % | paper % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        status = "" if r["status"] in ("completed", "early_stopping") else f" ({r['status']})"
+        paper = "—" if r["paper_accuracy"] is None else f"{r['paper_accuracy']:.2f}"
+        if r["paper_source"]:
+            paper += f" ({r['paper_source']})"
+        lines.append(
+            f"| {Path(r['run']).name}{status} | {r['model']} | {r['params'] / 1e6:.2f} M | "
+            f"{_duration(r['train_time_s'])} | {r['epochs']:g} | {_pct(r['val_accuracy'])} | "
+            f"{_pct(r['test_accuracy'])} | {paper} |"
+        )
+    typer.echo("\n".join(lines))
+    if json_out is not None:
+        json_out.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,46 @@
+"""Training and evaluation engine.
+
+``train(recipe)`` runs a recipe (:mod:`ferlab.engine.recipe`) and writes a run folder;
+``load_checkpoint(path)`` rebuilds a trained model for use; ``evaluate_checkpoint`` scores one on
+a split. See ``docs/training.md``.
+"""
+
+from ferlab.engine.augment import BatchAugment, Preprocess, equalize_hist
+from ferlab.engine.checkpoint import load_checkpoint, read_checkpoint
+from ferlab.engine.evaluate import (
+    confusion_matrix,
+    evaluate_checkpoint,
+    metrics_from_confusion,
+    predict_proba,
+)
+from ferlab.engine.recipe import (
+    Recipe,
+    apply_overrides,
+    default_recipe,
+    load_recipe,
+    parse_duration,
+    recipe_from_dict,
+)
+from ferlab.engine.trainer import StepInfo, TrainResult, resume_recipe, train
+
+__all__ = [
+    "BatchAugment",
+    "Preprocess",
+    "Recipe",
+    "StepInfo",
+    "TrainResult",
+    "apply_overrides",
+    "confusion_matrix",
+    "default_recipe",
+    "equalize_hist",
+    "evaluate_checkpoint",
+    "load_checkpoint",
+    "load_recipe",
+    "metrics_from_confusion",
+    "parse_duration",
+    "predict_proba",
+    "read_checkpoint",
+    "recipe_from_dict",
+    "resume_recipe",
+    "train",
+]

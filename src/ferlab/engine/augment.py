@@ -1,0 +1,299 @@
+"""Image preparation and augmentation on whole batches of tensors.
+
+The dataset stays in memory as uint8 N×48×48 (:class:`~ferlab.data.FERData`). Every training
+step gathers one batch of it and runs, as a handful of tensor operations on the whole batch:
+
+1. normalisation (global or per-pixel mean/std, computed once on the training split),
+2. one ``affine_grid`` + ``grid_sample`` that performs the random crop (or pad-and-crop),
+   horizontal flip, shift, rotation, zoom, shear and elastic distortion together, and
+3. random erasing, then optionally mixup or CutMix.
+
+Histogram equalisation is deterministic, so it is computed once over the whole dataset
+(:func:`equalize_hist`) instead of per batch. No per-image PIL work happens in the hot path.
+
+Random draws are split from their application (:meth:`BatchAugment.sample` /
+:meth:`BatchAugment.apply`) so that data-parallel processes can draw the parameters of the whole
+global batch with the same generator and each apply only its own slice: the result is then
+identical to one process augmenting the whole batch.
+
+:class:`Preprocess` is the deterministic half (equalise, normalise, centre crop, test-time
+augmentation views); it is stored in every checkpoint so that prediction prepares images exactly
+as training did.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ferlab.engine.recipe import AugmentSection
+
+__all__ = ["BatchAugment", "Preprocess", "equalize_hist", "norm_stats"]
+
+
+def equalize_hist(images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+    """Histogram-equalise every image of a uint8 N×H×W tensor (OpenCV's ``equalizeHist``).
+
+    The lookup table of each image is ``round((cdf(v) - cdf_min) * 255 / (n - cdf_min))``;
+    constant images (e.g. FER2013's all-black rows) are returned unchanged.
+    """
+    if images.dtype != torch.uint8:
+        raise ValueError("equalize_hist expects uint8 images")
+    out = torch.empty_like(images)
+    n_pix = images.shape[-1] * images.shape[-2]
+    for lo in range(0, images.shape[0], chunk):
+        block = images[lo : lo + chunk].reshape(-1, n_pix).long()
+        hist = torch.zeros(block.shape[0], 256, dtype=torch.long)
+        hist.scatter_add_(1, block, torch.ones_like(block))
+        cdf = hist.cumsum(1)
+        # cdf_min: the cdf at the darkest pixel value present.
+        cdf_min = cdf.gather(1, block.min(1, keepdim=True).values)
+        denom = (n_pix - cdf_min).clamp(min=1)
+        lut = ((cdf - cdf_min).clamp(min=0) * 255 + denom // 2) // denom
+        constant = (n_pix - cdf_min) == 0
+        lut = torch.where(constant, torch.arange(256).expand_as(lut), lut)
+        out[lo : lo + chunk] = lut.gather(1, block).to(torch.uint8).reshape(-1, *images.shape[1:])
+    return out
+
+
+def norm_stats(images: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of uint8 images scaled to [0, 1].
+
+    ``global`` gives scalars, ``per_pixel`` gives H×W maps (Jahromi & Fyshe normalise every pixel
+    by its own training-set statistics), ``none`` gives (0, 1).
+    """
+    if mode == "none":
+        return torch.tensor(0.0), torch.tensor(1.0)
+    x = images.double() / 255.0
+    if mode == "global":
+        return x.mean().float(), x.std().clamp(min=1e-3).float()
+    if mode == "per_pixel":
+        return x.mean(0).float(), x.std(0).clamp(min=1e-3).float()
+    raise ValueError(f"unknown normalisation {mode!r}")
+
+
+@dataclass
+class Preprocess:
+    """The deterministic preparation of images, identical in training, evaluation and serving.
+
+    Attributes:
+        image_size: side of the stored images (48 for FER2013).
+        crop: side of the network input; smaller than ``image_size`` for crop-trained models.
+        hist_eq: histogram-equalise images first.
+        mean, std: normalisation statistics (scalars or ``image_size`` maps) on the [0, 1] scale.
+    """
+
+    image_size: int = 48
+    crop: int = 48
+    hist_eq: bool = False
+    mean: torch.Tensor | float = 0.0
+    std: torch.Tensor | float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_size": self.image_size,
+            "crop": self.crop,
+            "hist_eq": self.hist_eq,
+            "mean": torch.as_tensor(self.mean, dtype=torch.float32),
+            "std": torch.as_tensor(self.std, dtype=torch.float32),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
+        return cls(
+            image_size=int(d["image_size"]),
+            crop=int(d["crop"]),
+            hist_eq=bool(d["hist_eq"]),
+            mean=torch.as_tensor(d["mean"], dtype=torch.float32),
+            std=torch.as_tensor(d["std"], dtype=torch.float32),
+        )
+
+    def normalize(self, images: torch.Tensor, *, equalized: bool = False) -> torch.Tensor:
+        """uint8 N×H×W → normalised float N×1×H×W (equalising first unless ``equalized``)."""
+        if images.dim() != 3 or tuple(images.shape[1:]) != (self.image_size, self.image_size):
+            raise ValueError(
+                f"expected N×{self.image_size}×{self.image_size} images, got {tuple(images.shape)}"
+            )
+        if self.hist_eq and not equalized:
+            images = equalize_hist(images)
+        mean = torch.as_tensor(self.mean, device=images.device)
+        std = torch.as_tensor(self.std, device=images.device)
+        x = images.float().div_(255.0).sub_(mean).div_(std)
+        return x.unsqueeze(1)
+
+    def crop_offsets(self) -> list[tuple[int, int]]:
+        """Top-left corners (x, y) of the five ten-crop windows: 4 corners, then the centre."""
+        if self.crop < self.image_size:
+            full, c = self.image_size, self.crop
+        else:
+            # Models trained on whole images: pad by 2 pixels each side (filled with the mean)
+            # and take whole-size windows, i.e. the centre view plus four ±2-pixel shifts.
+            full, c = self.image_size + 4, self.crop
+        far = full - c
+        return [(0, 0), (far, 0), (0, far), (far, far), (far // 2, far // 2)]
+
+    def views(self, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+        """Test-time views of normalised images N×1×H×W as a tensor V×N×1×crop×crop.
+
+        ``none``: the centre crop. ``flip``: centre crop and its mirror. ``ten_crop``: the four
+        corner crops and the centre crop, each also mirrored (for models trained on whole
+        images the crops are taken from the image padded by 2 pixels; see :meth:`crop_offsets`).
+        The caller averages the softmax over the V views.
+        """
+        c = self.crop
+        if tta in ("none", "flip"):
+            o = (self.image_size - c) // 2
+            centre = x[..., o : o + c, o : o + c]
+            if tta == "none":
+                return centre.unsqueeze(0)
+            return torch.stack([centre, centre.flip(-1)])
+        if tta == "ten_crop":
+            src = x if c < self.image_size else F.pad(x, (2, 2, 2, 2))
+            crops = [src[..., oy : oy + c, ox : ox + c] for ox, oy in self.crop_offsets()]
+            return torch.stack(crops + [v.flip(-1) for v in crops])
+        raise ValueError(f"unknown test-time augmentation {tta!r}")
+
+    def __call__(self, images: torch.Tensor, tta: str = "none") -> torch.Tensor:
+        """uint8 N×H×W → the network's input views V×N×1×crop×crop."""
+        return self.views(self.normalize(images), tta)
+
+
+class BatchAugment:
+    """Random augmentation of a normalised batch N×1×H×W into N×1×S×S network inputs."""
+
+    def __init__(self, cfg: AugmentSection, image_size: int, out_size: int) -> None:
+        self.cfg = cfg
+        self.image_size = image_size
+        self.out_size = out_size
+        if out_size > image_size + 2 * cfg.pad:
+            raise ValueError(f"crop {out_size} is larger than the padded image")
+
+    def sample(self, n: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+        """Draw the parameters of ``n`` images (only for the augmentations that are on)."""
+        c, full, s = self.cfg, self.image_size, self.out_size
+        p: dict[str, torch.Tensor] = {}
+        lo, hi = -c.pad, full + c.pad - s
+        p["ox"] = torch.randint(lo, hi + 1, (n,), generator=gen)
+        p["oy"] = torch.randint(lo, hi + 1, (n,), generator=gen)
+        if c.flip:
+            p["flip"] = torch.rand(n, generator=gen) < 0.5
+        if c.shift:
+            p["shift"] = (torch.rand(n, 2, generator=gen) * 2 - 1) * c.shift
+        if c.rotate:
+            p["rotate"] = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(c.rotate)
+        if c.scale:
+            p["scale"] = 1 + (torch.rand(n, generator=gen) * 2 - 1) * c.scale
+        if c.shear:
+            p["shear"] = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(c.shear)
+        if c.elastic:
+            p["elastic"] = torch.rand(n, 2, 4, 4, generator=gen) * 2 - 1
+        if c.erase:
+            p["erase"] = torch.rand(n, generator=gen) < c.erase
+            p["erase_area"] = 0.02 + torch.rand(n, generator=gen) * 0.23
+            p["erase_logr"] = (torch.rand(n, generator=gen) * 2 - 1) * math.log(3.3)
+            p["erase_pos"] = torch.rand(n, 2, generator=gen)
+        return p
+
+    @staticmethod
+    def slice(params: dict[str, torch.Tensor], lo: int, hi: int) -> dict[str, torch.Tensor]:
+        return {k: v[lo:hi] for k, v in params.items()}
+
+    def _geometric(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        n, full, s, dev = x.shape[0], self.image_size, self.out_size, x.device
+        plain = not any(k in p for k in ("shift", "rotate", "scale", "shear", "elastic"))
+        if plain:
+            # Integer crops and flips only: exact gather, no resampling.
+            pad = self.cfg.pad
+            src = F.pad(x, (pad,) * 4, mode=_pad_mode(self.cfg.fill)) if pad else x
+            ar = torch.arange(s, device=dev)
+            rows = (p["oy"] + pad)[:, None] + ar
+            cols = (p["ox"] + pad)[:, None] + ar
+            if "flip" in p:
+                cols = torch.where(p["flip"][:, None], cols.flip(1), cols)
+            idx = torch.arange(n, device=dev)[:, None, None]
+            return src[idx, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+        # Output normalised coords u ∈ [-1, 1] map to input normalised coords x = M u + t
+        # (align_corners=False, so integer crop offsets land exactly on pixel centres).
+        dtype = x.dtype
+        m = torch.eye(2, device=dev).repeat(n, 1, 1) * (s / full)
+        if "flip" in p:
+            m[:, 0, 0] = torch.where(p["flip"], -m[:, 0, 0], m[:, 0, 0])
+        if "scale" in p:
+            m = m / p["scale"][:, None, None]
+        if "shear" in p:
+            sh = torch.eye(2, device=dev).repeat(n, 1, 1)
+            sh[:, 0, 1] = torch.tan(p["shear"])
+            m = sh @ m
+        if "rotate" in p:
+            cos, sin = torch.cos(p["rotate"]), torch.sin(p["rotate"])
+            rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
+            m = rot @ m
+        centre = torch.stack([p["ox"], p["oy"]], -1).float() * 2 + s
+        t = centre / full - 1
+        if "shift" in p:
+            t = t + p["shift"] * 2
+        theta = torch.cat([m, t[:, :, None]], -1).to(dtype)
+        grid = F.affine_grid(theta, [n, 1, s, s], align_corners=False)
+        if "elastic" in p:
+            field = F.interpolate(p["elastic"], size=(s, s), mode="bicubic", align_corners=True)
+            grid = grid + (field * (2 * self.cfg.elastic / full)).permute(0, 2, 3, 1).to(dtype)
+        return F.grid_sample(
+            x, grid, mode="bilinear", padding_mode=self.cfg.fill, align_corners=False
+        )
+
+    def _erase(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        s = x.shape[-1]
+        ratio = torch.exp(p["erase_logr"])
+        h = (torch.sqrt(p["erase_area"] * ratio) * s).clamp(1, s).floor()
+        w = (torch.sqrt(p["erase_area"] / ratio) * s).clamp(1, s).floor()
+        y0 = (p["erase_pos"][:, 0] * (s - h + 1)).floor()
+        x0 = (p["erase_pos"][:, 1] * (s - w + 1)).floor()
+        ar = torch.arange(s, dtype=h.dtype, device=x.device)
+        inside_r = (ar[None] >= y0[:, None]) & (ar[None] < (y0 + h)[:, None])
+        inside_c = (ar[None] >= x0[:, None]) & (ar[None] < (x0 + w)[:, None])
+        mask = inside_r[:, :, None] & inside_c[:, None, :] & p["erase"][:, None, None]
+        # Erased pixels get 0: the dataset mean after normalisation.
+        return x.masked_fill(mask[:, None], 0.0)
+
+    def apply(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Augment normalised images N×1×H×W with parameters drawn by :meth:`sample`."""
+        x = self._geometric(x, params)
+        if "erase" in params:
+            x = self._erase(x, params)
+        return x
+
+    def mix(
+        self, x: torch.Tensor, target: torch.Tensor, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixup or CutMix of a batch and its probability targets N×C (no-op when both are off)."""
+        c = self.cfg
+        if not (c.mixup or c.cutmix):
+            return x, target
+        seed = int(torch.randint(2**62, (1,), generator=gen))
+        rng = np.random.default_rng(seed)
+        use_cutmix = bool(c.cutmix) and (not c.mixup or rng.random() < 0.5)
+        alpha = c.cutmix if use_cutmix else c.mixup
+        lam = float(rng.beta(alpha, alpha))
+        perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
+        if use_cutmix:
+            s = x.shape[-1]
+            cut = math.sqrt(1 - lam)
+            h = w = int(s * cut)
+            cy, cx = int(rng.integers(s)), int(rng.integers(s))
+            y0, y1 = max(cy - h // 2, 0), min(cy + h // 2, s)
+            x0, x1 = max(cx - w // 2, 0), min(cx + w // 2, s)
+            x = x.clone()
+            x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+            lam = 1 - (y1 - y0) * (x1 - x0) / (s * s)
+        else:
+            x = x * lam + x[perm] * (1 - lam)
+        return x, target * lam + target[perm] * (1 - lam)
+
+
+def _pad_mode(fill: str) -> str:
+    return {"zeros": "constant", "border": "replicate", "reflection": "reflect"}[fill]

@@ -1,0 +1,130 @@
+"""Checkpoints: atomic writes, and rebuilding a usable model from one file.
+
+A ferlab checkpoint is a ``torch.save`` dictionary holding everything needed to use the model
+without the recipe or the code that trained it:
+
+* ``format`` / ``format_version``: identify the file as a ferlab checkpoint;
+* ``model``: registry name and the full constructor kwargs (``num_classes``, ``input_size``, ...);
+* ``state_dict``: the weights to use (the EMA copy when the run kept one);
+* ``classes``: label names in output order; ``label_mode``; ``input_size`` (C, H, W);
+* ``preprocess``: histogram-equalisation flag, normalisation mean/std, image and crop size;
+* ``metrics``, ``recipe`` (the resolved recipe as a mapping), ``ferlab_version``, ``epoch``,
+  ``step``;
+* ``train_state`` (``last.pt`` only): optimiser, schedule, RNG states, position in the epoch,
+  elapsed time, raw weights when an EMA copy is kept, history — all that ``--resume`` needs.
+
+Files are written to a temporary file in the same folder, flushed and fsynced, then renamed over
+the old one (``os.replace`` is atomic on POSIX and Windows), so a crash or a full disk mid-write
+leaves the previous checkpoint intact. Loading uses ``torch.load(weights_only=True)``: a foreign
+or tampered file cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ferlab.errors import DataError, FerlabError
+
+__all__ = ["FORMAT", "atomic_save", "build_model", "load_checkpoint", "read_checkpoint"]
+
+FORMAT = "ferlab-checkpoint"
+FORMAT_VERSION = 1
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to ``path`` so that readers only ever see the old or the complete new file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return  # directories cannot be opened on some platforms (Windows)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a ferlab checkpoint dictionary; a clear :class:`DataError` for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("checkpoint not found", path=path)
+    if path.is_dir():
+        raise DataError("is a folder; give the checkpoint file (e.g. best.pt)", path=path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/foreign files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"not a readable checkpoint (truncated or not a PyTorch file?): {reason[:200]}",
+            path=path,
+        ) from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise DataError(
+            "not a ferlab checkpoint (a plain state_dict or another tool's file?); "
+            "train with `ferlab train` to get one",
+            path=path,
+        )
+    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
+        raise DataError(
+            f"checkpoint format {ckpt['format_version']} is newer than this ferlab supports "
+            f"({FORMAT_VERSION}); upgrade ferlab",
+            path=path,
+        )
+    return ckpt
+
+
+def build_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """Create a registry model, turning an unknown name into a user-facing error."""
+    from ferlab.models import create_model
+
+    return create_model(name, **kwargs)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model of a checkpoint from the registry, in eval mode, with its metadata.
+
+    Returns ``(model, meta)`` where ``meta`` holds ``model`` (name and kwargs), ``classes``,
+    ``label_mode``, ``input_size``, ``preprocess`` (a :class:`~ferlab.engine.augment.Preprocess`
+    that turns uint8 N×48×48 images into network input), ``metrics``, ``recipe``,
+    ``ferlab_version``, ``epoch``, ``step`` and ``path``.
+    """
+    from ferlab.engine.augment import Preprocess
+
+    ckpt = read_checkpoint(path)
+    spec = ckpt["model"]
+    try:
+        model = build_model(spec["name"], dict(spec["kwargs"]))
+    except FerlabError as exc:
+        raise DataError(f"cannot rebuild the checkpoint's model: {exc}", path=path) from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise DataError(
+            f"weights do not fit model '{spec['name']}' of this ferlab version: "
+            f"{' '.join(first[:3])[:300]}",
+            path=path,
+        ) from None
+    model.to(device).eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "train_state", "format")}
+    meta["preprocess"] = Preprocess.from_dict(ckpt["preprocess"])
+    meta["path"] = str(path)
+    return model, meta

@@ -1,0 +1,211 @@
+"""End-to-end behaviour of the training loop on a tiny model and synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+import torch
+from engine_helpers import synthetic_data
+
+from ferlab.engine import checkpoint as checkpoint_mod
+from ferlab.engine import load_checkpoint, read_checkpoint, train
+from ferlab.engine.recipe import (
+    AugmentSection,
+    DataSection,
+    EvalSection,
+    ModelSection,
+    OptimSection,
+    Recipe,
+    ScheduleSection,
+    TrainSection,
+)
+from ferlab.errors import DataError, FerlabError
+
+
+def _recipe(model: str, **train_kw) -> Recipe:
+    kw = {"epochs": 2, "batch_size": 32}
+    kw.update(train_kw)
+    return Recipe(
+        name="tiny",
+        model=ModelSection(name=model),
+        data=DataSection(crop=44, normalize="global"),
+        augment=AugmentSection(flip=True, shift=0.1, rotate=8.0, erase=0.25),
+        optim=OptimSection(name="sgd", lr=0.05, momentum=0.9, nesterov=True),
+        schedule=ScheduleSection(kind="cosine", warmup_epochs=0.5),
+        train=TrainSection(**kw),
+        eval=EvalSection(tta="flip", plots=False),
+    )
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_run_folder_contents_and_checkpoint_reload(tiny_model, tmp_path):
+    data = synthetic_data()
+    recipe = _recipe(tiny_model)
+    recipe.eval.plots = True
+    result = train(recipe, data=data, out_dir=tmp_path / "run")
+    out = result.out_dir
+    files = "config.yaml history.csv metrics.json last.pt best.pt curves.png confusion_val.png"
+    for name in [*files.split(), "confusion_test.png", "misclassified_test.png"]:
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stop_reason"] == "completed" and metrics["steps"] == 2 * (294 // 32)
+    assert metrics["test"]["n"] == 63 and metrics["val"]["n"] == 63
+    # The synthetic classes are separable: two short epochs must beat chance (1/7) clearly.
+    assert metrics["val"]["accuracy"] > 0.3
+    history = (out / "history.csv").read_text().splitlines()
+    assert len(history) == 3 and history[0].startswith("epoch,steps,lr")
+
+    model, meta = load_checkpoint(out / "best.pt")
+    assert not model.training
+    assert meta["classes"] == list(data.classes)
+    assert meta["input_size"] == (1, 44, 44) and meta["model"]["name"] == tiny_model
+    # The checkpoint alone reproduces the reported test accuracy.
+    test = data.subset("test")
+    views = meta["preprocess"](test.images, tta="flip")
+    with torch.no_grad():
+        probs = torch.stack([model(v).softmax(1) for v in views]).mean(0)
+    acc = float((probs.argmax(1) == test.labels).float().mean())
+    assert acc == pytest.approx(metrics["test"]["accuracy"])
+
+
+def test_resume_after_kill_gives_identical_weights(tiny_model, tmp_path):
+    """A run killed mid-epoch and resumed from its last checkpoint ends exactly like one that
+    was never interrupted (same weights, EMA, history and metrics)."""
+    data = synthetic_data()
+    recipe = _recipe(tiny_model, epochs=3, ema=0.9, checkpoint_every_steps=4)
+    a = train(recipe, data=data, out_dir=tmp_path / "a")
+
+    class Killed(Exception):
+        pass
+
+    def kill(info):
+        if info.step == 14:  # epoch 2 runs steps 10-18; the last checkpoint was at step 12
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(recipe, data=data, out_dir=tmp_path / "b", callbacks=[kill])
+    saved = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert saved["step"] == 12 and saved["train_state"]["step_in_epoch"] == 3
+    b = train(None, data=data, out_dir=tmp_path / "b", resume=True)
+
+    last_a = read_checkpoint(a.out_dir / "last.pt")
+    last_b = read_checkpoint(b.out_dir / "last.pt")
+    assert _same_weights(last_a["state_dict"], last_b["state_dict"])  # EMA weights
+    assert _same_weights(last_a["train_state"]["model_raw"], last_b["train_state"]["model_raw"])
+    hist = ["train_loss", "train_acc", "val_acc", "val_loss", "lr", "steps"]
+    rows_a, rows_b = last_a["train_state"]["history"], last_b["train_state"]["history"]
+    assert [[r[k] for k in hist] for r in rows_a] == [[r[k] for k in hist] for r in rows_b]
+    assert a.metrics["test"] == b.metrics["test"] and a.metrics["val"] == b.metrics["val"]
+
+
+def test_interrupt_signal_saves_and_resumes(tiny_model, tmp_path):
+    """SIGINT (Ctrl-C) stops at the next step boundary with a checkpoint there."""
+    data = synthetic_data()
+    recipe = _recipe(tiny_model, epochs=2)
+
+    def ctrl_c(info):
+        if info.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    handler = signal.getsignal(signal.SIGINT)
+    result = train(recipe, data=data, out_dir=tmp_path / "run", callbacks=[ctrl_c])
+    assert result.interrupted and result.metrics == {}
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is handler  # the handler is restored
+    done = train(None, data=data, out_dir=tmp_path / "run", resume=True)
+    assert done.stop_reason == "completed" and done.metrics["steps"] == 18
+
+
+def test_crash_while_writing_keeps_previous_checkpoint(tiny_model, tmp_path, monkeypatch):
+    data = synthetic_data()
+    out = tmp_path / "run"
+    train(_recipe(tiny_model, epochs=1), data=data, out_dir=out)
+    before = read_checkpoint(out / "last.pt")
+
+    real_save = torch.save
+
+    def torn_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.truncate(100)  # half-written file, then the "crash"
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint_mod.torch, "save", torn_save)
+    with pytest.raises(OSError):
+        train(_recipe(tiny_model, epochs=3), data=data, out_dir=out, resume=True)
+    monkeypatch.undo()
+    after = read_checkpoint(out / "last.pt")
+    assert after["step"] == before["step"]
+    assert _same_weights(after["state_dict"], before["state_dict"])
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+    load_checkpoint(out / "last.pt")
+
+
+def test_time_budget_stops_and_evaluates(tiny_model, tmp_path):
+    data = synthetic_data(n=3000)
+    recipe = _recipe(tiny_model, epochs=50, time_budget="3s")
+    result = train(recipe, data=data, out_dir=tmp_path / "run")
+    m = result.metrics
+    assert result.stop_reason == "time_budget"
+    assert 0 < m["epochs"] < 50 and m["test"] is not None
+    assert m["train_time_s"] < 3 + 2.0  # overshoot is at most one step plus validation
+    # The schedule was laid over the estimated number of steps, not over 50 epochs.
+    total = read_checkpoint(tmp_path / "run" / "last.pt")["train_state"]["total_steps"]
+    assert total < 50 * (2100 // 32)
+
+
+def test_early_stopping_and_plateau(tiny_model, tmp_path):
+    data = synthetic_data()
+    recipe = _recipe(tiny_model, epochs=30, early_stopping=2)
+    recipe.optim.lr = 0.0  # nothing improves after the first epoch
+    recipe.schedule = ScheduleSection(kind="plateau", patience=1)
+    result = train(recipe, data=data, out_dir=tmp_path / "run")
+    assert result.stop_reason == "early_stopping"
+    assert result.metrics["epochs"] == 3 and result.metrics["best_epoch"] == 1
+
+
+@pytest.mark.parametrize("mode", ["probability", "crossentropy", "multi"])
+def test_ferplus_soft_targets_train(tiny_model, tmp_path, mode):
+    data = synthetic_data(ferplus=mode)
+    recipe = _recipe(tiny_model, epochs=1, balanced_sampling=True, label_smoothing=0.1)
+    result = train(recipe, data=data, out_dir=tmp_path / "run")
+    assert result.metrics["label_mode"] == f"ferplus-{mode}"
+    assert len(result.metrics["val"]["per_class"]) == 8
+
+
+def test_existing_run_folder_is_not_overwritten(tiny_model, tmp_path):
+    data = synthetic_data()
+    train(_recipe(tiny_model, epochs=1), data=data, out_dir=tmp_path / "run")
+    with pytest.raises(DataError, match="already holds a run"):
+        train(_recipe(tiny_model, epochs=1), data=data, out_dir=tmp_path / "run")
+    with pytest.raises(DataError, match="nothing to resume"):
+        train(_recipe(tiny_model), data=data, out_dir=tmp_path / "other", resume=True)
+
+
+def test_missing_corrupt_and_foreign_checkpoints(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 definitely not a whole zip")
+    with pytest.raises(DataError, match="not a readable checkpoint") as err:
+        load_checkpoint(corrupt)
+    assert str(corrupt) in str(err.value)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"conv.weight": torch.zeros(2)}, foreign)
+    with pytest.raises(DataError, match="not a ferlab checkpoint"):
+        load_checkpoint(foreign)
+
+
+def test_bad_options_are_user_errors(tiny_model, tmp_path):
+    data = synthetic_data()
+    with pytest.raises(FerlabError, match="fp16 needs CUDA"):
+        train(_recipe(tiny_model, precision="fp16"), data=data, out_dir=tmp_path / "a")
+    no_val = synthetic_data()
+    no_val.split[no_val.split == 1] = 0
+    with pytest.raises(DataError, match="no validation images"):
+        train(_recipe(tiny_model), data=no_val, out_dir=tmp_path / "b")
