@@ -6,7 +6,16 @@ Every model takes ``in_chans`` (default 1) and ``num_classes`` (default 7) and o
 """
 
 # Importing each family registers its models.
-from ferlab.models import deep_emotion, jahromi, luo, vggface  # noqa: F401
+from ferlab.models import (  # noqa: F401
+    deep_emotion,
+    densenet,
+    facial_attention,
+    jahromi,
+    luo,
+    resnet,
+    vgg,
+    vggface,
+)
 from ferlab.models._registry import (
     ModelEntry,
     create_model,

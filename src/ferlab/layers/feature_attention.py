@@ -1,0 +1,101 @@
+"""Feature maps of another network used as attention on an image or a feature map.
+
+Origin: Meen, Yoshioka & Inoue, "Facial Emotion Recognition using Facial Features as an
+Attention Mechanism" (Models 1–3), whose weighting follows the attention branch network of
+Fukui et al. and the spatial softmax of Jetley et al.'s "Learn to pay attention".
+
+One :class:`FeatureMapAttention` takes a target ``x`` (an image or an internal feature map) and
+an attention tensor ``feats`` with ``channels`` channels, in three steps:
+
+1. **Reduce** ``feats`` to ``k`` maps (``features``): ``"all"`` keeps every channel ("using all
+   the 512 features"), ``"average"`` averages them into one map ("averaging all the features into
+   a (1, 5, 5) tensor"), ``"conv"`` learns a 1×1 convolution to one map ("sending the features
+   through a convolutional layer with a (1, 5, 5) tensor as the output"; the kernel size is not
+   given, and 1×1 keeps the 5×5 grid).
+2. **Weigh** (``softmax=True``, Model 2: "the facial features being sent through a softmax layer
+   and weighted"): a softmax over the spatial locations of each map, the normalisation Jetley et
+   al. use for attention maps, multiplied by the number of locations so that a uniform map equals
+   1 rather than 1/(h·w) and the image keeps its scale; then each map is multiplied by its own
+   learned weight (initialised to 1), "so that the more important features get to contribute
+   more to the attention map".
+3. **Interpolate** the maps to the size of ``x`` (bilinear; the paper says only "interpolated to
+   the same dimensions as the input image") and **combine** them with ``x`` (``combine``):
+   ``"concat"`` stacks them as extra channels, ``"multiply"`` is the paper's Eq. 1,
+   ``inp = ffeats · img``, and ``"weighted"`` its Eq. 2, ``inp = (1 + ffeats) · img``, which keeps
+   every pixel of the image non-zero. With ``k`` maps and a ``C``-channel target, the products
+   give ``k·C`` channels (each map times each target channel: for a grey image, one per map).
+
+``out_channels(C)`` tells the caller how many channels the result has.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ferlab.errors import UnknownNameError
+from ferlab.layers import register_attention
+
+__all__ = ["COMBINE_MODES", "FEATURE_MODES", "FeatureMapAttention"]
+
+FEATURE_MODES = ("all", "average", "conv")
+COMBINE_MODES = ("concat", "multiply", "weighted")
+
+
+@register_attention("feature_map")
+class FeatureMapAttention(nn.Module):
+    """Combine ``x`` with attention maps derived from another network's features ``feats``."""
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        features: str = "average",
+        combine: str = "weighted",
+        softmax: bool = False,
+    ) -> None:
+        super().__init__()
+        if features not in FEATURE_MODES:
+            raise UnknownNameError("feature mode", features, list(FEATURE_MODES))
+        if combine not in COMBINE_MODES:
+            raise UnknownNameError("combine mode", combine, list(COMBINE_MODES))
+        self.channels = channels
+        self.features = features
+        self.combine = combine
+        self.maps = channels if features == "all" else 1
+        self.reduce = nn.Conv2d(channels, 1, 1) if features == "conv" else None
+        self.map_weights = nn.Parameter(torch.ones(self.maps)) if softmax else None
+
+    def out_channels(self, in_channels: int) -> int:
+        """Channels of ``forward(x, feats)`` for an ``x`` with ``in_channels`` channels."""
+        if self.combine == "concat":
+            return in_channels + self.maps
+        return in_channels * self.maps
+
+    def attention_maps(self, feats: torch.Tensor) -> torch.Tensor:
+        """The reduced and (with ``softmax``) weighted maps, B×k×h×w at the size of ``feats``."""
+        if self.reduce is not None:
+            maps = self.reduce(feats)
+        elif self.features == "average":
+            maps = feats.mean(dim=1, keepdim=True)
+        else:
+            maps = feats
+        if self.map_weights is not None:
+            b, k, h, w = maps.shape
+            maps = torch.softmax(maps.reshape(b, k, h * w), dim=-1).reshape(b, k, h, w)
+            maps = maps * (h * w) * self.map_weights.view(1, k, 1, 1)
+        return maps
+
+    def forward(self, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        maps = self.attention_maps(feats)
+        if maps.shape[-2:] != x.shape[-2:]:
+            maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        if self.combine == "concat":
+            return torch.cat([x, maps], dim=1)
+        if self.combine == "weighted":
+            maps = 1 + maps
+        if self.maps == 1:
+            return x * maps
+        # Each of the k maps times each of the C target channels: B×(k·C)×H×W.
+        return (maps.unsqueeze(2) * x.unsqueeze(1)).flatten(1, 2)

@@ -1,0 +1,48 @@
+"""``ferlab models``: the zoo listing as JSON and as a table."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import ferlab.models
+from ferlab.cli.app import app
+from ferlab.models import get_model_entry, list_models
+
+runner = CliRunner()
+
+
+def test_models_json_lists_every_registered_model() -> None:
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [row["name"] for row in rows] == list_models()
+    for row in rows:
+        assert set(row) == {"name", "params", "mflops", "input_size", "source"}
+        assert isinstance(row["params"], int) and row["params"] > 0
+        assert isinstance(row["mflops"], float) and row["mflops"] > 0
+        assert len(row["input_size"]) == 3
+        assert row["source"] == get_model_entry(row["name"]).source
+    by_name = {row["name"]: row for row in rows}
+    for name in ("vgg19", "face_vgg19", "facial_attention_m3", "resnet18", "densenet121"):
+        assert name in by_name
+    assert by_name["vgg19"]["input_size"] == [1, 44, 44]
+    # The facial-attention models carry a whole frozen face network besides their VGG19.
+    assert by_name["facial_attention_m1"]["params"] > 2 * by_name["face_vgg19"]["params"] - 10_000
+
+
+def test_models_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The table layout does not depend on which models exist: two cheap ones suffice.
+    monkeypatch.setattr(ferlab.models, "list_models", lambda: ["face_vgg19", "resnet18"])
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    assert "face_vgg19" in result.stdout and "resnet18" in result.stdout
+    assert "MFLOPs" in result.stdout and "He et al." in result.stdout
+
+
+def test_models_verb_is_listed_in_help() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "models" in result.stdout
