@@ -54,11 +54,14 @@ class FERData:
         split: int8 tensor N of split ids into :data:`SPLITS`.
         classes: class names in label order.
         targets: optional float32 tensor N×C of soft targets (FER+ probability /
-            crossentropy modes: vote distribution; multi_target: 0/1 mask of the top classes).
+            crossentropy modes: distribution of the top-voted emotions; multi: 0/1 mask of the
+            emotions with at least 30 % of the votes; see :mod:`ferlab.data.ferplus`).
         format: the detected source format (e.g. ``"fer2013-csv"``).
         source: path the data was read from.
         label_mode: how labels were derived (``"fer2013"`` or ``"ferplus-<mode>"``).
         index: int64 tensor N of row numbers (or file order) in the source, for tracing.
+        skipped: what ``skip_bad`` left out, one message per problem.
+        dropped: rows the FER+ label rules left out, counted by reason.
     """
 
     images: torch.Tensor
@@ -71,9 +74,7 @@ class FERData:
     label_mode: str = "fer2013"
     index: torch.Tensor | None = None
     skipped: list[str] = field(default_factory=list)
-    """Human-readable descriptions of rows/files skipped with ``skip_bad``."""
     dropped: dict[str, int] = field(default_factory=dict)
-    """Rows left out by the FER+ label rules, counted by reason (see ``ferlab.data.ferplus``)."""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -35,6 +35,7 @@ import os
 import re
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -357,7 +358,17 @@ def _decode(tree: _Tree, member: PurePosixPath) -> tuple[np.ndarray, bool] | str
 
     try:
         raw = tree.read(member)
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as exc:
+    # zip members fail with their own types: bad CRC, corrupt deflate data, encryption,
+    # compression methods the zipfile module lacks.
+    except (
+        OSError,
+        EOFError,
+        ValueError,
+        RuntimeError,
+        NotImplementedError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as exc:
         return f"cannot read the file ({exc})"
     try:
         with Image.open(io.BytesIO(raw)) as img:

@@ -8,7 +8,6 @@ serves every label mode and a changed vote file is always read afresh.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,9 +126,8 @@ def _check_options(labels: str, ferplus: str | Path | None, val_fraction: float,
             "a FER+ vote file was given with labels 'fer2013': choose a FER+ label mode "
             f"({', '.join(m for m in LABEL_MODES if m != 'fer2013')})"
         )
-    if not (isinstance(val_fraction, int | float) and 0 <= val_fraction < 1) or math.isnan(
-        val_fraction
-    ):
+    # written so that NaN fails too
+    if not (isinstance(val_fraction, int | float) and 0 <= val_fraction < 1):
         raise FerlabError(f"val_fraction must be at least 0 and below 1, not {val_fraction!r}")
     if seed < 0:
         raise FerlabError(f"seed must be a non-negative integer, not {seed}")
@@ -170,12 +168,7 @@ def load_dataset(
     """
     _check_options(labels, ferplus, val_fraction, seed)
     source = detect_source(path)
-    if ferplus is not None and source.kind != "csv":
-        raise DataError(
-            "FER+ votes are joined by row position with fer2013.csv; they cannot be applied "
-            "to an image folder",
-            path=source.path,
-        )
+    _require_csv_for_ferplus(source, ferplus)
     data, n_rows = _load_base(source, DataCache(cache_dir), skip_bad, val_fraction, seed, progress)
     if ferplus is None:
         return data
@@ -206,6 +199,7 @@ def check_dataset(
     report = CheckReport(data=None)
     try:
         source = detect_source(path)
+        _require_csv_for_ferplus(source, ferplus)
         rows = _read(source, problems, False, val_fraction, seed, progress)
         arrays, meta = _arrays_meta(rows)
         warn_resized(source.path, meta["resized"], len(arrays["labels"]))
@@ -217,6 +211,15 @@ def check_dataset(
         report.fatal = exc
     report.problems = [*problems.items, *([report.fatal] if report.fatal else [])]
     return report
+
+
+def _require_csv_for_ferplus(source: Source, ferplus: str | Path | None) -> None:
+    if ferplus is not None and source.kind != "csv":
+        raise DataError(
+            "FER+ votes are joined by row position with fer2013.csv; they cannot be applied "
+            "to an image folder",
+            path=source.path,
+        )
 
 
 def _read(
