@@ -62,7 +62,10 @@ _register_areas()
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors print one clear line and exit with status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False returns a command's typer.Exit code instead of exiting.
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except FerlabError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
