@@ -76,3 +76,21 @@ def synthetic_data(n: int = 420, seed: int = 0, ferplus: str | None = None) -> F
         source="synthetic",
         label_mode=f"ferplus-{ferplus}" if ferplus else "fer2013",
     )
+
+
+def ddp_worker(rank: int, world: int, port: int, out_dir: str, recipe_dict: dict) -> None:
+    """One process of a CPU (gloo) data-parallel run, started by ``torch.multiprocessing``."""
+    import os
+
+    from ferlab.engine import recipe_from_dict, train
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+    )
+    register_tiny()
+    train(recipe_from_dict(recipe_dict), data=synthetic_data(), out_dir=out_dir)

@@ -249,9 +249,26 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "optim.lr"}
 
 
+# Names other tools use for some keys, so that a suggestion can point at ours.
+_SYNONYMS = {
+    "learning_rate": "lr",
+    "wd": "weight_decay",
+    "l2": "weight_decay",
+    "batch": "batch_size",
+    "num_epochs": "epochs",
+    "n_epochs": "epochs",
+    "optimizer": "name",
+    "patience_epochs": "patience",
+    "label_mode": "labels",
+}
+
+
 def _suggest(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(known)}"
+    candidates = known + [k for k, v in _SYNONYMS.items() if v in known]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if not close:
+        return f"; known keys: {', '.join(known)}"
+    return f"; did you mean '{_SYNONYMS.get(close[0], close[0])}'?"
 
 
 def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
