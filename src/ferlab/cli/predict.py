@@ -1,0 +1,342 @@
+"""``ferlab predict`` / ``video`` / ``live``: emotions of the faces in photos, videos, a camera.
+
+* ``predict PATH...`` takes images, folders of images (recursively) and videos; with ``--json``
+  it prints one JSON object per image (per frame for videos), otherwise a table.
+* ``video PATH`` tracks faces through a video: a per-face summary, or JSON lines per frame, and
+  optionally an annotated MP4, a CSV of every face in every frame and an emotion timeline plot.
+* ``live`` reads a camera: an OpenCV window where the OpenCV build and a display allow it,
+  JSON lines otherwise.
+
+A source that cannot be read is reported on stderr (and in the JSON) and the others are still
+processed; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from ferlab.recognize import FrameResult, Recognizer
+
+_DETECTOR_HELP = (
+    "Face detector: haar (OpenCV frontal cascade, fastest) or haar-profile (adds the profile "
+    "cascade on the image and its mirror)."
+)
+ModelOption = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        metavar="NAME|PATH",
+        help="Emotion model: a shipped model name (default) or a checkpoint path.",
+    ),
+]
+DetectorOption = Annotated[str, typer.Option("--detector", metavar="NAME", help=_DETECTOR_HELP)]
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="Where the model runs: auto, cpu or cuda.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")]
+SmoothingOption = Annotated[
+    float,
+    typer.Option(
+        "--smoothing",
+        metavar="ALPHA",
+        help="Weight of the newest frame in each face's moving average (1 = no smoothing).",
+    ),
+]
+
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+#: Extensions annotated images keep; other inputs are written as PNG.
+_WRITABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``predict``, ``video`` and ``live`` to the ``ferlab`` command."""
+    app.command("predict")(predict)
+    app.command("video")(video)
+    app.command("live")(live)
+
+
+def _recognizer(model: str, detector: str, device: str, **kwargs: Any) -> Recognizer:
+    from ferlab.recognize import Recognizer
+
+    return Recognizer(detector=detector, model=model, device=device, **kwargs)
+
+
+def _print_json(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def _report_error(fr: FrameResult) -> None:
+    _err.print(f"[bold red]error:[/] {fr.error}")
+
+
+def predict(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH",
+            help="Images (JPEG, PNG, BMP, WebP, TIFF), folders of images, or videos.",
+            show_default=False,
+        ),
+    ],
+    model: ModelOption = "default",
+    detector: DetectorOption = "haar",
+    device: DeviceOption = "auto",
+    json_out: JsonOption = False,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", metavar="FILE", help="Write every face as a CSV row.")
+    ] = None,
+    annotate: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotate",
+            metavar="OUTDIR",
+            help="Write each image with boxes, labels and probability bars into OUTDIR "
+            "(videos as OUTDIR/<name>.mp4).",
+        ),
+    ] = None,
+) -> None:
+    """Recognise the emotion of every face in photos, folders and videos."""
+    from ferlab.recognize import Results
+
+    rec = _recognizer(model, detector, device)
+    results = Results(rec.labels)
+    sink = _AnnotationSink(annotate) if annotate is not None else None
+    try:
+        for path in paths:
+            for fr in rec.iter_frames(path, errors="collect", progress=not json_out):
+                results.add(fr)
+                if fr.error is not None:
+                    _report_error(fr)
+                elif sink is not None:
+                    sink.write(fr, path)
+                if json_out:
+                    _print_json(fr.to_dict())
+    finally:
+        if sink is not None:
+            sink.close()
+    if csv is not None:
+        results.to_csv(csv)
+    if not json_out:
+        _print_table(results)
+    if results.errors:
+        raise typer.Exit(1)
+
+
+def _print_table(results: Any) -> None:
+    from rich.table import Table
+
+    videos = any(f.frame > 0 for f in results)
+    table = Table()
+    table.add_column("source", overflow="fold", min_width=24)
+    if videos:
+        table.add_column("frame", justify="right")
+    table.add_column("face", justify="right")
+    table.add_column("box x,y w×h", no_wrap=True)
+    table.add_column("emotion", no_wrap=True)
+    table.add_column("p", justify="right")
+    table.add_column("det.", justify="right")
+    by_source: dict[str, list] = {s: [] for s in results.sources}
+    for face in results:
+        by_source[face.source].append(face)
+    failed = {source for source, _ in results.errors}
+    blank = [""] * (1 + videos)
+    for source, faces in by_source.items():
+        shown = _display_path(source)
+        if source in failed:
+            table.add_row(shown, *blank, "", "[red]unreadable[/]", "", "")
+        elif not faces:
+            table.add_row(shown, *blank, "", "[dim]no face found[/]", "", "")
+        for f in faces:
+            x, y, w, h = f.box
+            table.add_row(
+                shown,
+                *([str(f.frame)] if videos else []),
+                str(f.face_id),
+                f"{x},{y} {w}×{h}",
+                f.label,
+                f"{f.scores[f.label]:.2f}",
+                f"{f.score:.1f}",
+            )
+    _out.print(table)
+
+
+def _display_path(source: str) -> str:
+    """A source as short as it can be shown unambiguously: relative to the working folder."""
+    try:
+        return str(Path(source).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return source
+
+
+class _AnnotationSink:
+    """Writes annotated images (and videos, frame by frame) under one output folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._videos: dict[str, Any] = {}
+
+    def _target(self, source: str, given: Path, suffix: str) -> Path:
+        src = Path(source)
+        # Keep the layout below a folder argument, so same-named files in subfolders differ.
+        rel = src.relative_to(given) if given.is_dir() and src.is_relative_to(given) else src.name
+        return (self.folder / rel).with_suffix(suffix)
+
+    def write(self, fr: FrameResult, given: Path) -> None:
+        import cv2
+
+        from ferlab.errors import DataError
+        from ferlab.recognize import annotate
+        from ferlab.recognize.video import VideoWriter
+
+        drawn = annotate(fr.image, fr.faces, show_id=fr.fps is not None)
+        if fr.fps is not None:  # a video frame
+            if fr.source not in self._videos:
+                self._videos[fr.source] = VideoWriter(
+                    self._target(fr.source, given, ".mp4"), fr.fps
+                )
+            self._videos[fr.source].write(drawn)
+            return
+        suffix = Path(fr.source).suffix.lower()
+        target = self._target(fr.source, given, suffix if suffix in _WRITABLE else ".png")
+        ok, data = cv2.imencode(target.suffix, drawn)
+        try:
+            if not ok:
+                raise OSError("encoding failed")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data.tobytes())
+        except OSError as exc:
+            raise DataError(
+                f"cannot write annotated image ({getattr(exc, 'strerror', None) or exc})",
+                path=target,
+            ) from None
+
+    def close(self) -> None:
+        for writer in self._videos.values():
+            writer.close()
+
+
+def video(
+    path: Annotated[Path, typer.Argument(help="The video file.", show_default=False)],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="OUT.mp4", help="Write the annotated video (MPEG-4)."),
+    ] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option("--csv", metavar="FILE", help="Write every face of every frame as CSV."),
+    ] = None,
+    every: Annotated[
+        int, typer.Option("--every", metavar="N", min=1, help="Process every N-th frame.")
+    ] = 1,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object per processed frame.")
+    ] = False,
+    timeline: Annotated[
+        Path | None,
+        typer.Option("--timeline", metavar="PNG", help="Plot each face's emotions over time."),
+    ] = None,
+    model: ModelOption = "default",
+    detector: DetectorOption = "haar",
+    device: DeviceOption = "auto",
+    smoothing: SmoothingOption = 0.5,
+) -> None:
+    """Track faces through a video and recognise their emotions over time."""
+    from ferlab.recognize import Results
+    from ferlab.recognize.draw import annotate
+    from ferlab.recognize.video import VideoWriter
+
+    rec = _recognizer(model, detector, device, smoothing=smoothing, every_n=every)
+    results = Results(rec.labels)
+    writer = None
+    try:
+        for fr in rec.iter_frames(path, errors="collect", progress=not json_out):
+            results.add(fr)
+            if fr.error is not None:
+                _report_error(fr)
+            elif out is not None:
+                if writer is None:
+                    writer = VideoWriter(out, (fr.fps or 30.0) / every)
+                writer.write(annotate(fr.image, fr.faces, show_id=True))
+            if json_out:
+                _print_json(fr.to_dict())
+    finally:
+        if writer is not None:
+            writer.close()
+    if csv is not None:
+        results.to_csv(csv)
+    if timeline is not None and not results.errors:
+        results.plot_timeline(timeline)
+    if not json_out and not results.errors:
+        _print_summary(results, path)
+    if results.errors:
+        raise typer.Exit(1)
+
+
+def _print_summary(results: Any, path: Path) -> None:
+    from rich.table import Table
+
+    summary = results.summary()
+    if summary.empty:
+        _out.print(f"{path}: no face found")
+        return
+    table = Table(title=f"{path.name}: {len(summary)} face{'s' * (len(summary) > 1)}")
+    for name in ("face", "from (s)", "to (s)", "frames", "dominant emotion", "mean p"):
+        table.add_column(name, justify="left" if name == "dominant emotion" else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(
+            str(row.face_id),
+            f"{row.first:.2f}",
+            f"{row.last:.2f}",
+            str(row.frames),
+            row.dominant,
+            f"{getattr(row, row.dominant):.2f}",
+        )
+    _out.print(table)
+
+
+def live(
+    camera: Annotated[
+        str,
+        typer.Option(
+            "--camera",
+            metavar="INDEX|PATH",
+            help="Camera index, or a stream URL / video file read like a camera.",
+        ),
+    ] = "0",
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Stream JSON lines even when a window could be shown.")
+    ] = False,
+    frames: Annotated[
+        int | None,
+        typer.Option("--frames", metavar="N", min=1, help="Stop after N processed frames."),
+    ] = None,
+    model: ModelOption = "default",
+    detector: DetectorOption = "haar",
+    device: DeviceOption = "auto",
+    smoothing: SmoothingOption = 0.5,
+) -> None:
+    """Recognise emotions live from a camera (window, or JSON lines without a display)."""
+    from ferlab.recognize import has_display
+
+    rec = _recognizer(model, detector, device, smoothing=smoothing)
+    show = not json_out and has_display()
+    if not show and not json_out:
+        _err.print("[yellow]no display available: streaming JSON lines[/]")
+    source: int | str = int(camera) if camera.isdigit() else camera
+    try:
+        for fr in rec.live(source, display=show, max_frames=frames):
+            if not show:
+                _print_json(fr.to_dict())
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how a live stream ends

@@ -1,0 +1,52 @@
+"""Recognise emotions of the faces in photos, folders, videos and a live camera.
+
+>>> from ferlab.recognize import Recognizer
+>>> results = Recognizer(model="default")("group_photo.jpg")    # doctest: +SKIP
+>>> results.to_dataframe()                                       # doctest: +SKIP
+
+See ``docs/recognize.md`` for the pipeline, its measured choices and the command-line verbs.
+"""
+
+from ferlab.recognize.align import FER_CROP_SCALE, FER_SIZE, align_crop, eye_angle
+from ferlab.recognize.detect import (
+    DETECTORS,
+    Detection,
+    FaceDetector,
+    HaarDetector,
+    create_detector,
+    nms,
+)
+from ferlab.recognize.draw import annotate
+from ferlab.recognize.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, array_to_bgr, load_image
+from ferlab.recognize.recognizer import EmotionClassifier, Recognizer, load_classifier
+from ferlab.recognize.results import Face, FrameResult, Results
+from ferlab.recognize.track import IoUTracker, Track
+from ferlab.recognize.video import LatestFrameGrabber, has_display
+
+__all__ = [
+    "DETECTORS",
+    "FER_CROP_SCALE",
+    "FER_SIZE",
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "Detection",
+    "EmotionClassifier",
+    "Face",
+    "FaceDetector",
+    "FrameResult",
+    "HaarDetector",
+    "IoUTracker",
+    "LatestFrameGrabber",
+    "Recognizer",
+    "Results",
+    "Track",
+    "align_crop",
+    "annotate",
+    "array_to_bgr",
+    "create_detector",
+    "eye_angle",
+    "has_display",
+    "load_classifier",
+    "load_image",
+    "nms",
+]

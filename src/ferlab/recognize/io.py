@@ -1,0 +1,156 @@
+"""Reading images for recognition: files through Pillow, arrays as given, all to BGR uint8.
+
+Everything becomes an H×W×3 uint8 BGR array (OpenCV's order, which detection and drawing use):
+
+* **Formats**: whatever Pillow reads — JPEG, PNG, BMP, WebP, TIFF and more. Folders are scanned
+  for the extensions in :data:`IMAGE_EXTENSIONS`.
+* **EXIF orientation** is applied (``ImageOps.exif_transpose``), so a phone photo stored sideways
+  is processed the way it is displayed and boxes refer to the upright image.
+* **Modes**: grayscale and 1-bit images are expanded to three equal channels; transparency
+  (RGBA, LA, palette with transparency) is composited onto white, as image viewers show it;
+  16-bit images (``I;16``, ``I``) are scaled from 0–65535 to 0–255, float images (``F``) from
+  0–1 when their maximum is at most 1 and clipped to 0–255 otherwise; CMYK, YCbCr and other
+  colour modes go through Pillow's RGB conversion.
+* **Decompression bombs**: Pillow refuses images above twice ``Image.MAX_IMAGE_PIXELS`` (about
+  179 megapixels by default) and warns above it; both are reported here as a
+  :class:`~ferlab.errors.DataError` naming the file, before any pixel is decoded. Large images
+  below the limit are read in full and downscaled for detection only (see
+  :mod:`ferlab.recognize.detect`).
+* **Arrays** are BGR (OpenCV's convention) unless ``color="rgb"``; 2-D arrays are grayscale and a
+  fourth channel is dropped. uint8 is taken as is, uint16 is scaled from 0–65535, floats are
+  taken as 0–1, booleans as black/white.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferlab.errors import DataError
+
+__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "array_to_bgr", "list_images", "load_image"]
+
+#: Extensions treated as images when a folder is scanned (any file given by name is tried).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+#: Extensions treated as videos.
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively), sorted; other files are ignored."""
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as an H×W×3 uint8 BGR array, upright (EXIF orientation applied).
+
+    Raises:
+        DataError: the file is missing, not an image, corrupt or truncated, or a decompression
+            bomb; the message names the file.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError("no such file", path=path)
+    if path.is_dir():
+        raise DataError("is a folder, not an image", path=path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between one and two times its pixel limit; refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(
+            f"refused as a possible decompression bomb ({exc}); raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if the image is genuine",
+            path=path,
+        ) from None
+    except UnidentifiedImageError:
+        raise DataError(
+            "not an image Pillow can read (JPEG, PNG, BMP, WebP, TIFF, ...)", path=path
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        # Pillow reports truncated or corrupt data as OSError (SyntaxError for some headers).
+        raise DataError(f"corrupt or unreadable image ({exc})", path=path) from None
+    return _pil_to_bgr(image)
+
+
+def _pil_to_bgr(image) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Image, imported lazily
+    from PIL import Image
+
+    mode = image.mode
+    if mode.startswith("I"):  # I;16, I;16B, I;16L, I (32-bit): 16-bit range
+        gray = np.asarray(image).astype(np.float32)
+        return _gray_to_bgr(np.clip(gray / 257.0, 0, 255).round().astype(np.uint8))
+    if mode == "F":
+        gray = np.asarray(image, dtype=np.float32)
+        gray = np.nan_to_num(gray, nan=0.0)
+        if gray.size and gray.max() <= 1.0:
+            gray = gray * 255.0
+        return _gray_to_bgr(np.clip(gray, 0, 255).round().astype(np.uint8))
+    if mode in ("1", "L"):
+        return _gray_to_bgr(np.asarray(image.convert("L")))
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    else:
+        rgb = np.asarray(image.convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _gray_to_bgr(gray: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(gray), cv2.COLOR_GRAY2BGR)
+
+
+def array_to_bgr(array: np.ndarray, color: str = "bgr", name: str = "<array>") -> np.ndarray:
+    """Turn an image array into an H×W×3 uint8 BGR array (see the module docstring).
+
+    Raises:
+        DataError: the array is not an image (wrong shape, dtype or colour order); the message
+            names ``name``.
+    """
+    if color not in ("bgr", "rgb"):
+        raise DataError(f"color must be 'bgr' or 'rgb', got {color!r}", path=name)
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"expected a numpy array, got {type(array).__name__}", path=name)
+    shape_ok = array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))
+    if not shape_ok or min(array.shape[:2], default=0) < 1:
+        raise DataError(
+            f"array of shape {array.shape} is not an image; expected H×W, H×W×3 or H×W×4",
+            path=name,
+        )
+    if array.dtype == np.uint8:
+        image = array
+    elif array.dtype == np.uint16:
+        image = np.clip(array / 257.0, 0, 255).round().astype(np.uint8)
+    elif array.dtype == np.bool_:
+        image = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        image = (np.clip(np.nan_to_num(array, nan=0.0), 0.0, 1.0) * 255).round().astype(np.uint8)
+    else:
+        raise DataError(
+            f"array dtype {array.dtype} is not supported; use uint8, uint16, bool or float in 0-1",
+            path=name,
+        )
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        return _gray_to_bgr(image)
+    image = image[:, :, :3]
+    if color == "rgb":
+        image = image[:, :, ::-1]
+    return np.ascontiguousarray(image)

@@ -1,0 +1,485 @@
+"""The Recognizer: faces → emotions in photos, folders, videos and a live camera.
+
+One object wires detection (:mod:`~ferlab.recognize.detect`), alignment
+(:mod:`~ferlab.recognize.align`), classification, tracking and smoothing
+(:mod:`~ferlab.recognize.track`); one call, ``recognizer(source)``, runs them on any source and
+returns tidy :class:`~ferlab.recognize.results.Results`.
+
+The classifier is duck-typed: ``model`` is either a name or checkpoint path, handed to
+``ferlab.load_model``, or **any object** with
+
+* ``labels``: a sequence of class names, and
+* ``predict_proba(faces)``: takes a uint8 array N×48×48 of grayscale face crops and returns an
+  N×C array of probabilities (C = ``len(labels)``).
+
+so a scikit-learn pipeline, an ONNX session wrapper or a test double plugs in unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from ferlab.errors import DataError, FerlabError
+from ferlab.recognize.align import align_crop, eye_angle
+from ferlab.recognize.detect import DETECTORS, FaceDetector, create_detector
+from ferlab.recognize.draw import annotate
+from ferlab.recognize.io import VIDEO_EXTENSIONS, array_to_bgr, list_images, load_image
+from ferlab.recognize.results import FIXED_COLUMNS, Face, FrameResult, Results
+from ferlab.recognize.track import IoUTracker
+from ferlab.recognize.video import (
+    LatestFrameGrabber,
+    VideoWriter,
+    has_display,
+    open_camera,
+    open_video,
+    read_frames,
+)
+
+__all__ = ["EmotionClassifier", "Recognizer", "Source", "load_classifier"]
+
+#: Frame rate written into annotated camera recordings: cameras give no rate, and processing
+#: with the newest-frame grabber runs at whatever speed the machine manages.
+_CAMERA_FPS = 15.0
+
+#: What :meth:`Recognizer.run` accepts: a path (image, folder or video), an image array, a
+#: camera index, or a list of those.
+Source = str | Path | np.ndarray | int | Sequence[Any]
+
+
+@runtime_checkable
+class EmotionClassifier(Protocol):
+    """The classifier interface the recognizer needs (see the module docstring)."""
+
+    labels: Sequence[str]
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray: ...
+
+
+def load_classifier(name: str, device: str = "auto") -> EmotionClassifier:
+    """Load a classifier by model name or checkpoint path with ``ferlab.load_model``.
+
+    Imported here, lazily, so that detection-only use never pays for torch.
+    """
+    try:
+        from ferlab.predictor import load_model
+    except ModuleNotFoundError as exc:
+        if exc.name != "ferlab.predictor":
+            raise
+        raise FerlabError(
+            f"cannot load model '{name}': this install has no ferlab.load_model; pass a "
+            "classifier object with .labels and .predict_proba(faces) instead"
+        ) from None
+    return load_model(name, device=device)
+
+
+class Recognizer:
+    """Detect faces, align them and classify their emotion, in any kind of source.
+
+    Args:
+        detector: a name from :data:`~ferlab.recognize.detect.DETECTORS` (``"haar"``,
+            ``"haar-profile"``) or an object with ``detect(gray)`` and ``detect_near(gray,
+            boxes)``.
+        model: a model name or checkpoint path for ``ferlab.load_model`` (``"default"`` is the
+            shipped FER2013 model), or any object with ``labels`` and ``predict_proba(faces)``.
+        device: where a model loaded by name runs (``"auto"``, ``"cpu"``, ``"cuda"``); ignored
+            for classifier objects.
+        align: level the eyes before cropping (see :mod:`~ferlab.recognize.align`).
+        min_face: smallest face side to detect, in pixels of the original image.
+        detect_size: longest side of the downscaled copy that detection scans.
+        smoothing: weight α of the newest frame in the per-track moving average of
+            probabilities (1 = no smoothing); videos and cameras only.
+        every_n: process every n-th video frame.
+        max_age: processed frames a track outlives its last detection.
+        full_scan_every: in videos, scan the whole frame for new faces every this many
+            processed frames; in between, only the neighbourhoods of tracked faces are searched,
+            which is several times cheaper. 1 scans every frame.
+
+    Call it (or :meth:`run`) on a source; :meth:`live` streams a camera.
+    """
+
+    def __init__(
+        self,
+        detector: str | FaceDetector = "haar",
+        model: str | EmotionClassifier = "default",
+        device: str = "auto",
+        *,
+        align: bool = True,
+        min_face: int = 48,
+        detect_size: int = 640,
+        smoothing: float = 0.5,
+        every_n: int = 1,
+        max_age: int = 10,
+        full_scan_every: int = 5,
+    ) -> None:
+        self.detector = create_detector(detector, min_face=min_face, detect_size=detect_size)
+        if isinstance(model, str | Path):
+            model = load_classifier(str(model), device=device)
+        if not isinstance(model, EmotionClassifier) or isinstance(model, str):
+            raise FerlabError(
+                "model must be a model name, a checkpoint path or an object with .labels and "
+                f".predict_proba(faces); got {type(model).__name__}"
+            )
+        self.classifier = model
+        self.labels = tuple(str(label) for label in model.labels)
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise FerlabError(f"the classifier's labels must be distinct names, got {self.labels}")
+        clash = set(self.labels) & {*FIXED_COLUMNS, "label"}
+        if clash:
+            raise FerlabError(f"the classifier's labels clash with result columns: {sorted(clash)}")
+        if every_n < 1 or full_scan_every < 1:
+            raise FerlabError(
+                f"every_n and full_scan_every must be >= 1, got {every_n} and {full_scan_every}"
+            )
+        IoUTracker(alpha=smoothing, max_age=max_age)  # validates the tracking settings early
+        self.align = align
+        self.smoothing = smoothing
+        self.every_n = every_n
+        self.max_age = max_age
+        self.full_scan_every = full_scan_every
+
+    def __repr__(self) -> str:
+        return (
+            f"Recognizer(detector={self.detector!r}, model={type(self.classifier).__name__}, "
+            f"labels={self.labels})"
+        )
+
+    @staticmethod
+    def choices() -> dict[str, dict[str, str]]:
+        """The named detectors, with one line on each (models: see ``ferlab models``)."""
+        return {"detector": dict(DETECTORS)}
+
+    # ------------------------------------------------------------------ one frame
+
+    def _classify(self, crops: np.ndarray) -> np.ndarray:
+        probs = np.asarray(self.classifier.predict_proba(crops), dtype=np.float32)
+        if probs.shape != (len(crops), len(self.labels)) or not np.isfinite(probs).all():
+            raise FerlabError(
+                f"the classifier returned {probs.shape} values for {len(crops)} faces and "
+                f"{len(self.labels)} labels (expected one finite row per face)"
+            )
+        return probs
+
+    def process_frame(
+        self,
+        image: np.ndarray,
+        *,
+        source: str = "<array>",
+        frame: int = 0,
+        time_s: float = 0.0,
+        tracker: IoUTracker | None = None,
+        full_scan: bool = True,
+    ) -> list[Face]:
+        """Faces in one BGR uint8 image; with a tracker, ids are track ids and probabilities are
+        smoothed, and ``full_scan=False`` searches only around the tracked faces."""
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if tracker is not None and not full_scan:
+            detections = self.detector.detect_near(gray, tracker.live_boxes())
+        else:
+            detections = self.detector.detect(gray)
+        if not detections:
+            if tracker is not None:
+                tracker.update([], np.zeros((0, len(self.labels)), np.float32), frame)
+            return []
+        rolls = [eye_angle(gray, d.box) if self.align else None for d in detections]
+        crops = np.stack(
+            [
+                align_crop(gray, d.box, angle=r or 0.0)
+                for d, r in zip(detections, rolls, strict=True)
+            ]
+        )
+        probs = self._classify(crops)
+        if tracker is not None:
+            tracks = tracker.update([d.box for d in detections], probs, frame)
+            ids = [t.id for t in tracks]
+            probs = np.stack([t.probs for t in tracks])
+        else:
+            ids = list(range(len(detections)))
+        faces = []
+        for det, roll, face_id, p in zip(detections, rolls, ids, probs, strict=True):
+            scores = {label: float(v) for label, v in zip(self.labels, p, strict=True)}
+            faces.append(
+                Face(
+                    source=source,
+                    frame=frame,
+                    time=time_s,
+                    face_id=face_id,
+                    box=tuple(int(v) for v in det.box),
+                    score=det.score,
+                    roll=roll,
+                    scores=scores,
+                    label=self.labels[int(np.argmax(p))],
+                )
+            )
+        return faces
+
+    # ------------------------------------------------------------------ sources
+
+    def iter_frames(
+        self,
+        source: Source,
+        *,
+        color: str = "bgr",
+        every_n: int | None = None,
+        errors: str = "raise",
+        progress: bool = False,
+        max_frames: int | None = None,
+    ) -> Iterator[FrameResult]:
+        """Yield one :class:`FrameResult` per image or processed video frame of ``source``.
+
+        Args:
+            source: an image path, a folder (its images, recursively, sorted), a video path, a
+                numpy image array, a camera index, or a list of these.
+            color: channel order of array sources, ``"bgr"`` (OpenCV, the default) or ``"rgb"``.
+            every_n: process every n-th video frame (default: the recognizer's ``every_n``).
+            errors: ``"raise"`` stops at the first unreadable source with a
+                :class:`~ferlab.errors.DataError`; ``"collect"`` yields a ``FrameResult`` with
+                ``error`` set and goes on with the next source.
+            progress: draw rich progress bars (on stderr) for folders and videos.
+            max_frames: stop a video or camera after this many processed frames.
+        """
+        if errors not in ("raise", "collect"):
+            raise FerlabError(f"errors must be 'raise' or 'collect', got {errors!r}")
+        every = self.every_n if every_n is None else every_n
+        if every < 1:
+            raise FerlabError(f"every_n must be >= 1, got {every}")
+        if isinstance(source, list | tuple):
+            for item in source:
+                yield from self.iter_frames(
+                    item,
+                    color=color,
+                    every_n=every,
+                    errors=errors,
+                    progress=progress,
+                    max_frames=max_frames,
+                )
+            return
+        try:
+            yield from self._iter_one(source, color, every, progress, max_frames, errors)
+        except DataError as exc:
+            if errors == "raise":
+                raise
+            yield FrameResult(_source_name(source), 0, 0.0, None, error=str(exc))
+
+    def _iter_one(
+        self,
+        source: Any,
+        color: str,
+        every: int,
+        progress: bool,
+        max_frames: int | None,
+        errors: str,
+    ) -> Iterator[FrameResult]:
+        if isinstance(source, np.ndarray):
+            image = array_to_bgr(source, color)
+            yield FrameResult("<array>", 0, 0.0, image, self.process_frame(image))
+            return
+        if isinstance(source, bool) or not isinstance(source, int | str | Path):
+            raise DataError(
+                f"cannot read a {type(source).__name__}; give a path, a numpy image, a camera "
+                "index or a list of them",
+                path=str(source)[:80],
+            )
+        if _is_camera(source):
+            yield from self._iter_camera(int(source), max_frames)
+            return
+        path = Path(source)
+        if path.is_dir():
+            files = list_images(path)
+            with _progress(f"images in {path.name}", len(files), progress) as advance:
+                for file in files:
+                    yield from self.iter_frames(file, errors=errors)
+                    advance()
+        elif path.suffix.lower() in VIDEO_EXTENSIONS:
+            yield from self._iter_video(path, every, progress, max_frames)
+        else:
+            image = load_image(path)
+            yield FrameResult(str(path), 0, 0.0, image, self.process_frame(image, source=str(path)))
+
+    def _iter_video(
+        self, path: Path, every: int, progress: bool, max_frames: int | None
+    ) -> Iterator[FrameResult]:
+        cap, fps, count = open_video(path)
+        tracker = IoUTracker(alpha=self.smoothing, max_age=self.max_age)
+        processed = 0
+        try:
+            with _progress(f"frames of {path.name}", count or None, progress) as advance:
+                for index, seconds, frame in read_frames(cap, fps, every):
+                    full = processed % self.full_scan_every == 0 or not tracker.tracks
+                    faces = self.process_frame(
+                        frame,
+                        source=str(path),
+                        frame=index,
+                        time_s=seconds,
+                        tracker=tracker,
+                        full_scan=full,
+                    )
+                    yield FrameResult(str(path), index, seconds, frame, faces, fps=fps)
+                    advance(every)
+                    processed += 1
+                    if max_frames is not None and processed >= max_frames:
+                        return
+            if processed == 0:
+                raise DataError("cannot open video (no frame could be decoded)", path=path)
+        finally:
+            cap.release()
+
+    def _iter_camera(
+        self, camera: int | str, max_frames: int | None, timeout: float = 5.0
+    ) -> Iterator[FrameResult]:
+        tracker = IoUTracker(alpha=self.smoothing, max_age=self.max_age)
+        name = f"camera:{camera}"
+        processed = 0
+        with LatestFrameGrabber(open_camera(camera), timeout=timeout) as grabber:
+            while max_frames is None or processed < max_frames:
+                item = grabber.next()
+                if item is None:
+                    return
+                index, seconds, frame = item
+                full = processed % self.full_scan_every == 0 or not tracker.tracks
+                faces = self.process_frame(
+                    frame, source=name, frame=index, time_s=seconds, tracker=tracker, full_scan=full
+                )
+                yield FrameResult(name, index, seconds, frame, faces, fps=_CAMERA_FPS)
+                processed += 1
+
+    # ------------------------------------------------------------------ public calls
+
+    def run(
+        self,
+        source: Source,
+        *,
+        color: str = "bgr",
+        every_n: int | None = None,
+        errors: str = "raise",
+        progress: bool = False,
+        max_frames: int | None = None,
+        video_out: str | Path | None = None,
+    ) -> Results:
+        """Recognise every face in ``source``; see :meth:`iter_frames` for the arguments.
+
+        ``video_out`` writes the processed frames of a video or camera source, annotated, to an
+        MP4 file. A camera runs until ``max_frames`` frames or Ctrl-C, then returns what it saw.
+        """
+        if video_out is not None and not _is_stream(source):
+            raise FerlabError(
+                "video_out needs one video file or camera as the source, got "
+                f"{_source_name(source)}"
+            )
+        results = Results(self.labels)
+        frames = self.iter_frames(
+            source,
+            color=color,
+            every_n=every_n,
+            errors=errors,
+            progress=progress,
+            max_frames=max_frames,
+        )
+        every = self.every_n if every_n is None else every_n
+        writer = None
+        try:
+            for fr in frames:
+                results.add(fr)
+                if video_out is not None and fr.image is not None:
+                    if writer is None:
+                        writer = VideoWriter(video_out, (fr.fps or _CAMERA_FPS) / every)
+                    writer.write(annotate(fr.image, fr.faces, show_id=True))
+        except KeyboardInterrupt:
+            if not _is_camera(source):
+                raise
+        finally:
+            frames.close()
+            if writer is not None:
+                writer.close()
+        return results
+
+    __call__ = run
+
+    def live(
+        self,
+        camera: int | str = 0,
+        *,
+        display: bool | None = None,
+        max_frames: int | None = None,
+        timeout: float = 5.0,
+    ) -> Iterator[FrameResult]:
+        """Stream a camera: yield each processed frame's faces, always from the newest frame.
+
+        With ``display`` (default: when :func:`~ferlab.recognize.video.has_display`), the
+        annotated frames are also shown in an OpenCV window; ``q`` or Esc ends the stream.
+        ``camera`` may also be a video path or stream URL, which is read like a camera.
+        """
+        show = has_display() if display is None else display
+        frames = self._iter_camera(camera, max_frames, timeout=timeout)
+        try:
+            for fr in frames:
+                if show:
+                    try:
+                        cv2.imshow("ferlab live", annotate(fr.image, fr.faces, show_id=True))
+                        key = cv2.waitKey(1) & 0xFF
+                    except cv2.error:
+                        raise FerlabError(
+                            "this OpenCV build cannot open windows (opencv-python-headless); "
+                            "stream JSON lines instead (display=False / --json)"
+                        ) from None
+                    if key in (ord("q"), 27):
+                        return
+                yield fr
+        finally:
+            frames.close()
+            if show:
+                cv2.destroyAllWindows()
+
+
+def _is_camera(source: Any) -> bool:
+    if isinstance(source, bool):
+        return False
+    if isinstance(source, int):
+        return True
+    return isinstance(source, str) and source.isdigit() and not Path(source).exists()
+
+
+def _is_stream(source: Any) -> bool:
+    """A single video file or camera (the sources an annotated video can be written for)."""
+    if _is_camera(source):
+        return True
+    return isinstance(source, str | Path) and Path(source).suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _source_name(source: Any) -> str:
+    if isinstance(source, np.ndarray):
+        return "<array>"
+    if _is_camera(source):
+        return f"camera:{source}"
+    return str(source)
+
+
+@contextmanager
+def _progress(description: str, total: int | None, enabled: bool) -> Iterator[Any]:
+    """Yield ``advance(n=1)``: a rich bar on stderr (so JSON on stdout stays clean), or a no-op."""
+    if not enabled:
+        yield lambda n=1: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.update(task, advance=n)

@@ -1,0 +1,255 @@
+"""``ferlab predict``, ``ferlab video`` and ``ferlab live`` through the real entry point.
+
+The emotion model is replaced by a small deterministic classifier (the verbs load models by name
+through ``ferlab.recognize.recognizer.load_classifier``), so these tests exercise detection,
+tracking, output formats and error handling on real FER2013 faces.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import ferlab.recognize.recognizer as recognizer_module
+from ferlab.cli.app import main
+
+FER_CSV = (
+    Path(__file__).resolve().parents[2]
+    / ".."
+    / "shared"
+    / "datasets"
+    / "fer2013"
+    / ("fer2013.csv.gz")
+)
+LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+BOX = (300, 150, 160, 160)
+
+
+class MeanClassifier:
+    """Probabilities from the crop's mean brightness (deterministic, needs no weights)."""
+
+    labels = LABELS
+
+    def predict_proba(self, faces: np.ndarray) -> np.ndarray:
+        mean = faces.reshape(len(faces), -1).mean(axis=1) / 255.0
+        logits = -((mean[:, None] - np.linspace(0, 1, len(LABELS))[None]) ** 2) * 40.0
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def test_model(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """``--model test`` loads :class:`MeanClassifier`; the calls are recorded."""
+    calls: list[tuple[str, str]] = []
+
+    def load(name: str, device: str = "auto") -> MeanClassifier:
+        calls.append((name, device))
+        return MeanClassifier()
+
+    monkeypatch.setattr(recognizer_module, "load_classifier", load)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def face() -> np.ndarray:
+    """FER2013 row 8, a frontal face, decoded from the shared CSV."""
+    if not FER_CSV.exists():
+        pytest.skip(f"FER2013 CSV not found at {FER_CSV}")
+    with gzip.open(FER_CSV, "rt", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        for i, row in enumerate(reader):
+            if i == 8:
+                return np.array(row[1].split(), dtype=np.uint8).reshape(48, 48)
+    raise AssertionError("row 8 missing")
+
+
+def scene(face: np.ndarray | None, x: int = BOX[0]) -> np.ndarray:
+    yy, xx = np.mgrid[0:480, 0:640]
+    gray = (70 + 100 * xx / 640 + 15 * np.sin(yy / 9.0)).astype(np.uint8)
+    if face is not None:
+        gray[BOX[1] : BOX[1] + BOX[3], x : x + BOX[2]] = cv2.resize(
+            face, BOX[2:], interpolation=cv2.INTER_CUBIC
+        )
+    return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _iou(a: list[int], b: tuple[int, ...]) -> float:
+    ix = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    iy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(ix, 0) * max(iy, 0)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path, face: np.ndarray) -> dict[str, Path]:
+    paths = {
+        "good": tmp_path / "good.jpg",
+        "empty": tmp_path / "empty.png",
+        "text": tmp_path / "notes.jpg",
+        "missing": tmp_path / "missing.png",
+    }
+    cv2.imwrite(str(paths["good"]), scene(face))
+    cv2.imwrite(str(paths["empty"]), scene(None))
+    paths["text"].write_text("not a photo")
+    return paths
+
+
+def test_predict_json_reports_every_input_and_goes_on_after_errors(
+    inputs: dict[str, Path], capsys: pytest.CaptureFixture, test_model: list
+) -> None:
+    order = ["missing", "good", "text", "empty"]
+    code, out, err = run(
+        ["predict", *(str(inputs[k]) for k in order), "--json", "--model", "test"], capsys
+    )
+    assert code == 1  # some inputs failed
+    assert test_model == [("test", "auto")]
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["source"] for line in lines] == [str(inputs[k]) for k in order]
+    missing, good, text, empty = lines
+    assert "no such file" in missing["error"] and missing["faces"] == []
+    assert "not an image" in text["error"]
+    assert empty["faces"] == [] and "error" not in empty
+    (found,) = good["faces"]
+    assert _iou(found["box"], BOX) > 0.6
+    assert list(found["scores"]) == list(LABELS)
+    assert found["label"] == max(found["scores"], key=found["scores"].get)
+    assert sum(found["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert "missing.png" in err and "notes.jpg" in err
+
+
+def test_predict_table_csv_and_annotations(
+    inputs: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the table shows paths relative to the working folder
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.jpg").write_bytes(inputs["good"].read_bytes())
+    (folder / "b.png").write_bytes(inputs["empty"].read_bytes())
+    out_dir, table = tmp_path / "annotated", tmp_path / "faces.csv"
+    code, out, _ = run(
+        [
+            "predict",
+            str(folder),
+            "--model",
+            "test",
+            "--csv",
+            str(table),
+            "--annotate",
+            str(out_dir),
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert "photos/sub/a.jpg" in out and "no face found" in out and "photos/b.png" in out
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == 1 and rows[0]["source"].endswith("a.jpg")
+    assert set(LABELS) <= set(rows[0]) and rows[0]["label"] in LABELS
+    drawn = cv2.imread(str(out_dir / "sub" / "a.jpg"))
+    assert drawn is not None and drawn.shape == (480, 640, 3)
+    assert np.abs(drawn.astype(int) - scene_from(inputs["good"]).astype(int)).mean() > 1.0
+    assert (out_dir / "b.png").exists()
+
+
+def scene_from(path: Path) -> np.ndarray:
+    return cv2.imread(str(path))
+
+
+def test_predict_bad_choices_are_one_line_errors(
+    inputs: dict[str, Path], capsys: pytest.CaptureFixture
+) -> None:
+    code, _, err = run(["predict", str(inputs["good"]), "--detector", "yolo"], capsys)
+    assert code == 2
+    assert "unknown detector 'yolo'" in err and "haar-profile" in err
+    assert "Traceback" not in err
+
+
+def test_help_names_every_detector(capsys: pytest.CaptureFixture) -> None:
+    from ferlab.recognize import DETECTORS
+
+    code, out, _ = run(["predict", "--help"], capsys)
+    assert code == 0
+    flat = " ".join(out.split())
+    for name in DETECTORS:
+        assert name in flat
+
+
+@pytest.fixture
+def clip(tmp_path: Path, face: np.ndarray) -> Path:
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 480))
+    for i in range(12):
+        writer.write(scene(face, x=150 + 12 * i))
+    writer.release()
+    return path
+
+
+def test_video_json_csv_out_and_timeline(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out, table, plot = tmp_path / "out.mp4", tmp_path / "v.csv", tmp_path / "t.png"
+    argv = ["video", str(clip), "--model", "test", "--every", "2", "--json"]
+    code, stdout, _ = run(
+        [*argv, "--out", str(out), "--csv", str(table), "--timeline", str(plot)], capsys
+    )
+    assert code == 0
+    frames = [json.loads(line) for line in stdout.splitlines()]
+    assert [f["frame"] for f in frames] == list(range(0, 12, 2))
+    assert [f["time"] for f in frames] == pytest.approx([i / 10 for i in range(0, 12, 2)])
+    assert {face["face_id"] for f in frames for face in f["faces"]} == {0}
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
+    cap.release()
+    assert len(list(csv.DictReader(table.open()))) == sum(len(f["faces"]) for f in frames)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_video_summary_table(clip: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run(["video", str(clip), "--model", "test", "--every", "3"], capsys)
+    assert code == 0
+    assert "1 face" in out and "dominant emotion" in out
+
+
+def test_video_that_cannot_be_opened(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    fake = tmp_path / "broken.mp4"
+    fake.write_bytes(b"\x00" * 1000)
+    code, _, err = run(["video", str(fake), "--model", "test"], capsys)
+    assert code == 1
+    assert "broken.mp4" in err and "cannot open video" in err
+    code, _, err = run(["video", str(tmp_path / "gone.mp4"), "--model", "test"], capsys)
+    assert code == 1 and "no such file" in err
+
+
+def test_live_streams_json_lines(clip: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run(
+        ["live", "--camera", str(clip), "--json", "--frames", "3", "--model", "test"], capsys
+    )
+    assert code == 0
+    frames = [json.loads(line) for line in out.splitlines()]
+    assert 1 <= len(frames) <= 3
+    assert all(f["source"] == f"camera:{clip}" and "faces" in f for f in frames)
+
+
+def test_live_without_a_camera_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(["live", "--camera", "/nonexistent/stream.avi", "--model", "test"], capsys)
+    assert code == 2
+    assert "cannot open camera" in err and "Traceback" not in err
