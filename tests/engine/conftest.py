@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 # Idle OpenMP threads sleep instead of spinning: on a shared CPU spinning makes small training
 # steps an order of magnitude slower. Effective when torch is not imported yet (and for the
@@ -10,8 +9,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 from engine_helpers import register_tiny, unregister_tiny
-
-DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
 
 
 @pytest.fixture
@@ -22,11 +19,8 @@ def tiny_model():
 
 
 @pytest.fixture(scope="session")
-def fer2013_data(tmp_path_factory):
-    """The full FER2013 CSV, read once per session through a session-scoped cache."""
-    path = DATASETS / "fer2013" / "fer2013.csv.gz"
-    if not path.exists():
-        pytest.skip(f"FER2013 dataset not found at {path.resolve()}")
+def fer2013_data(fer2013_csv, fer2013_cache_dir):
+    """The full real FER2013 CSV as FERData, from the session's parsed-CSV cache."""
     from ferlab.data import load_dataset
 
-    return load_dataset(path, cache_dir=tmp_path_factory.mktemp("fer-cache"), progress=False)
+    return load_dataset(fer2013_csv, cache_dir=fer2013_cache_dir, progress=False)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from engine_helpers import synthetic_data
 
+from ferlab.data.dataset import FERData
 from ferlab.engine import checkpoint as checkpoint_mod
 from ferlab.engine import load_checkpoint, read_checkpoint, train
 from ferlab.engine.recipe import (
@@ -209,3 +210,38 @@ def test_bad_options_are_user_errors(tiny_model, tmp_path):
     no_val.split[no_val.split == 1] = 0
     with pytest.raises(DataError, match="no validation images"):
         train(_recipe(tiny_model), data=no_val, out_dir=tmp_path / "b")
+
+
+def test_face_checkpoint_is_loaded_into_the_frozen_face_network(tiny_model, tmp_path):
+    """Meen et al.'s attention models take a separately trained face / non-face network."""
+    data = synthetic_data(n=200)
+    faces = FERData(
+        images=data.images, labels=data.labels % 2, split=data.split, classes=("face", "nonface")
+    )
+    slim = {"width": 0.125}  # an eighth of VGG19's channels keeps the test fast
+    face_recipe = Recipe(
+        name="face",
+        model=ModelSection(name="face_vgg19", kwargs=slim),
+        data=DataSection(crop=44),
+        train=TrainSection(epochs=1, batch_size=32),
+        eval=EvalSection(plots=False),
+    )
+    train(face_recipe, data=faces, out_dir=tmp_path / "face")
+    face_ckpt = tmp_path / "face" / "best.pt"
+    recipe = Recipe(
+        name="m1",
+        model=ModelSection(name="facial_attention_m1", kwargs=slim, face_checkpoint=str(face_ckpt)),
+        data=DataSection(crop=44),
+        optim=OptimSection(name="sgd", lr=0.05),
+        train=TrainSection(epochs=1, batch_size=32),
+        eval=EvalSection(plots=False),
+    )
+    train(recipe, data=data, out_dir=tmp_path / "m1")
+    model, _ = load_checkpoint(tmp_path / "m1" / "last.pt")
+    face_weights = read_checkpoint(face_ckpt)["state_dict"]
+    trained = model.face_net.state_dict()
+    assert all(torch.equal(face_weights[k], trained[k]) for k in face_weights)  # stayed frozen
+
+    recipe.model = ModelSection(name=tiny_model, face_checkpoint=str(face_ckpt))
+    with pytest.raises(FerlabError, match="has no face network"):
+        train(recipe, data=data, out_dir=tmp_path / "tiny")

@@ -12,6 +12,14 @@ from typing import Any
 
 import typer
 
+from ferlab.cli.options import (
+    CacheDirOption,
+    FerplusOption,
+    LabelsOption,
+    SkipBadOption,
+    ValFractionOption,
+    load_from_cli,
+)
 from ferlab.errors import DataError, FerlabError, UnknownNameError
 
 
@@ -76,40 +84,35 @@ def train_cmd(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the interrupted run in --out from its last.pt."
     ),
-    seed: int | None = typer.Option(None, "--seed", min=0, help="Override train.seed."),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, help="Override train.seed (also seeds a held-out val split)."
+    ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Global batch size."),
     lr: float | None = typer.Option(None, "--lr", help="Override optim.lr."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
-    ferplus: Path | None = typer.Option(
-        None, "--ferplus", help="FER+ fer2013new.csv to relabel FER2013 with."
-    ),
-    labels: str | None = typer.Option(
-        None, "--labels", help="Label mode: fer2013 or ferplus-<majority|probability|...>."
-    ),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-data cache folder."),
-    skip_bad: bool | None = typer.Option(
-        None, "--skip-bad/--no-skip-bad", help="Leave out malformed rows instead of stopping."
-    ),
-    val_fraction: float | None = typer.Option(
-        None, "--val-fraction", help="Share of train held out when the data has no val split."
-    ),
+    ferplus: FerplusOption = None,
+    labels: LabelsOption = None,
+    cache_dir: CacheDirOption = None,
+    skip_bad: SkipBadOption = False,
+    val_fraction: ValFractionOption = None,
     as_json: bool = typer.Option(False, "--json", help="Print metrics.json to stdout at the end."),
 ) -> None:
     """Train a model from a recipe (or a model's default recipe) into a run folder.
 
-    The run folder gets config.yaml, history.csv, last.pt, best.pt (selected on the validation
-    split), metrics.json (best.pt evaluated once on val and test) and plots. Ctrl-C saves
-    last.pt and exits; run the same command with --resume to continue.
+    Writes config.yaml, history.csv, last.pt, best.pt (selected on val), metrics.json and plots.
+
+    Options override the recipe's fields. Ctrl-C saves last.pt; add --resume to continue.
     """
     _passive_openmp()
     from rich.console import Console
 
     from ferlab.engine.recipe import apply_overrides
-    from ferlab.engine.trainer import resume_recipe, train
+    from ferlab.engine.trainer import check_run_folder, resume_recipe, train
 
     _choice(device, _DEVICES, "--device")
     recipe = _resolve_recipe(recipe_or_model)
     out_dir = out if out is not None else Path("runs") / recipe.name
+    check_run_folder(out_dir, resume)
     if resume:
         stored = resume_recipe(out_dir)
         stored.name = stored.name or recipe.name
@@ -119,7 +122,7 @@ def train_cmd(
         "data.ferplus": None if ferplus is None else str(ferplus),
         "data.labels": labels,
         "data.cache_dir": None if cache_dir is None else str(cache_dir),
-        "data.skip_bad": skip_bad,
+        "data.skip_bad": skip_bad or None,
         "data.val_fraction": val_fraction,
         "train.epochs": epochs,
         "train.time_budget": time_budget,
@@ -129,8 +132,25 @@ def train_cmd(
         "optim.lr": lr,
     }
     recipe = apply_overrides(recipe, overrides, where="command-line options")
+    d = recipe.data
+    if not d.path:
+        raise FerlabError("no data: pass --data PATH or set data.path in the recipe")
+    dataset = None
+    # Under torchrun every process needs the data; only the first shows progress and warnings.
+    if int(os.environ.get("RANK", "0")) == 0:
+        dataset = load_from_cli(
+            Path(d.path),
+            None if d.ferplus is None else Path(d.ferplus),
+            d.labels,
+            None if d.cache_dir is None else Path(d.cache_dir),
+            d.skip_bad,
+            d.val_fraction,
+            recipe.train.seed,
+        )
     console = Console(stderr=True)
-    result = train(recipe, out_dir=out_dir, resume=resume, progress=True, console=console)
+    result = train(
+        recipe, data=dataset, out_dir=out_dir, resume=resume, progress=True, console=console
+    )
     if result.interrupted:
         console.print(
             f"[yellow]interrupted[/]: saved {out_dir / 'last.pt'}; continue with\n"
@@ -152,36 +172,6 @@ def train_cmd(
     )
 
 
-def _data_for_checkpoint(
-    meta: dict,
-    data: Path | None,
-    ferplus: Path | None,
-    labels: str | None,
-    cache_dir: Path | None,
-    skip_bad: bool | None,
-    val_fraction: float | None,
-) -> Any:
-    """Load evaluation data; unset options fall back to the checkpoint's recipe."""
-    from ferlab.data import load_dataset
-
-    rd = meta.get("recipe", {}).get("data", {})
-    path = data if data is not None else rd.get("path")
-    if not path:
-        raise DataError("no data: pass --data PATH", path=meta.get("path"))
-    use_labels = labels if labels is not None else rd.get("labels", "fer2013")
-    fp = ferplus if ferplus is not None else rd.get("ferplus")
-    return load_dataset(
-        path,
-        ferplus=fp if use_labels != "fer2013" else None,
-        labels=use_labels,
-        cache_dir=cache_dir if cache_dir is not None else rd.get("cache_dir"),
-        skip_bad=bool(skip_bad) if skip_bad is not None else bool(rd.get("skip_bad", False)),
-        val_fraction=val_fraction if val_fraction is not None else rd.get("val_fraction", 0.1),
-        seed=int(meta.get("recipe", {}).get("train", {}).get("seed", 0)),
-        progress=True,
-    )
-
-
 def evaluate_cmd(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by ferlab train (best.pt)."),
     data: Path | None = typer.Option(
@@ -194,22 +184,19 @@ def evaluate_cmd(
     ),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     batch_size: int = typer.Option(512, "--batch-size", min=1, help="Images per forward pass."),
-    ferplus: Path | None = typer.Option(None, "--ferplus", help="FER+ fer2013new.csv."),
-    labels: str | None = typer.Option(
-        None, "--labels", help="Label mode (default: the one the model was trained with)."
-    ),
-    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Decoded-data cache folder."),
-    skip_bad: bool | None = typer.Option(
-        None, "--skip-bad/--no-skip-bad", help="Leave out malformed rows instead of stopping."
-    ),
-    val_fraction: float | None = typer.Option(
-        None, "--val-fraction", help="Share of train held out when the data has no val split."
-    ),
+    ferplus: FerplusOption = None,
+    labels: LabelsOption = None,
+    cache_dir: CacheDirOption = None,
+    skip_bad: SkipBadOption = False,
+    val_fraction: ValFractionOption = None,
     as_json: bool = typer.Option(
         False, "--json", help="Print {accuracy, per_class, macro_f1, confusion, n, ...} as JSON."
     ),
 ) -> None:
-    """Evaluate a checkpoint on the val or test split: accuracy, per-class accuracy, macro-F1."""
+    """Evaluate a checkpoint on the val or test split: accuracy, per-class accuracy, macro-F1.
+
+    Data options left out default to those the model was trained with.
+    """
     _choice(split, ("val", "test"), "--split")
     _choice(tta, _TTA, "--tta")
     _choice(device, _DEVICES, "--device")
@@ -222,11 +209,24 @@ def evaluate_cmd(
     from ferlab.engine.evaluate import evaluate_checkpoint
 
     if device == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device cuda was requested but no CUDA device is available")
+        raise FerlabError("--device cuda was requested but no CUDA device is available")
     dev = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
-    meta = read_checkpoint(checkpoint)
-    meta["path"] = str(checkpoint)
-    dataset = _data_for_checkpoint(meta, data, ferplus, labels, cache_dir, skip_bad, val_fraction)
+    rd = read_checkpoint(checkpoint)["recipe"]
+    trained = rd["data"]
+    path = data if data is not None else trained.get("path")
+    if not path:
+        raise FerlabError("no data: pass --data PATH")
+    use_labels = labels if labels is not None else trained["labels"]
+    fp = ferplus if ferplus is not None else trained.get("ferplus")
+    dataset = load_from_cli(
+        Path(path),
+        None if use_labels == "fer2013" or fp is None else Path(fp),
+        use_labels,
+        cache_dir if cache_dir is not None else trained.get("cache_dir"),
+        skip_bad or trained["skip_bad"],
+        val_fraction if val_fraction is not None else trained["val_fraction"],
+        int(rd["train"]["seed"]),
+    )
     result = evaluate_checkpoint(
         checkpoint, dataset, split=split, tta=tta, batch_size=batch_size, device=dev, out_dir=out
     )
@@ -310,8 +310,9 @@ def compare_cmd(
         None, "--json-out", help="Also write the rows as a JSON list to this file."
     ),
 ) -> None:
-    """Compare runs: a Markdown table of model, parameters, training time, val and test
-    accuracy (%) and the paper's reported accuracy. Unfinished runs show their best val so far.
+    """Compare runs as a Markdown table: model, parameters, time, val/test and paper accuracy.
+
+    Unfinished runs show their best validation accuracy so far.
     """
     rows = [_run_row(Path(d)) for d in run_dirs]
     lines = [

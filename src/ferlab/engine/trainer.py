@@ -56,7 +56,7 @@ from ferlab.engine.recipe import Recipe, parse_duration, recipe_from_dict, save_
 from ferlab.engine.schedule import LRSchedule
 from ferlab.errors import DataError, FerlabError
 
-__all__ = ["StepInfo", "TrainResult", "resume_recipe", "train"]
+__all__ = ["StepInfo", "TrainResult", "check_run_folder", "resume_recipe", "train"]
 
 _MEASURE_AFTER = 10  # timed steps before the first time-budget estimate
 _WARMUP_STEPS = 2  # first steps of a session excluded from the rate (allocations, caches)
@@ -215,6 +215,20 @@ class _StopSignal:
     def __exit__(self, *exc: object) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+
+
+def check_run_folder(out_dir: str | Path, resume: bool) -> None:
+    """Refuse to start over an existing run, or to resume where there is nothing to resume."""
+    out = Path(out_dir)
+    if resume:
+        if not (out / "last.pt").exists():
+            raise DataError("nothing to resume: no last.pt in the run folder", path=out)
+    elif (out / "last.pt").exists() or (out / "metrics.json").exists():
+        raise DataError(
+            "the run folder already holds a run; pass --resume to continue it or choose "
+            "another --out",
+            path=out,
+        )
 
 
 def resume_recipe(out_dir: str | Path) -> Recipe:
@@ -720,18 +734,8 @@ class _Trainer:
     def _prepare_out(self) -> dict | None:
         from ferlab.engine.checkpoint import read_checkpoint
 
-        last = self.out / "last.pt"
-        if self.resume:
-            if not last.exists():
-                raise DataError("nothing to resume: no last.pt in the run folder", path=self.out)
-            return read_checkpoint(last)
-        if last.exists() or (self.out / "metrics.json").exists():
-            raise DataError(
-                "the run folder already holds a run; pass --resume to continue it or choose "
-                "another --out",
-                path=self.out,
-            )
-        return None
+        check_run_folder(self.out, self.resume)
+        return read_checkpoint(self.out / "last.pt") if self.resume else None
 
     def _run(self) -> TrainResult:
         ckpt = self._prepare_out()
