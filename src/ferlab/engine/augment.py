@@ -4,7 +4,7 @@ The dataset stays in memory as uint8 N×48×48 (:class:`~ferlab.data.FERData`). 
 step gathers one batch of it and runs, as a handful of tensor operations on the whole batch:
 
 1. normalisation (global or per-pixel mean/std, computed once on the training split),
-2. one ``affine_grid`` + ``grid_sample`` that performs the random crop (or pad-and-crop),
+2. one affine sampling grid + ``grid_sample`` that performs the random crop (or pad-and-crop),
    horizontal flip, shift, rotation, zoom, shear and elastic distortion together, and
 3. random erasing, then optionally mixup or CutMix.
 
@@ -218,27 +218,37 @@ class BatchAugment:
             idx = torch.arange(n, device=dev)[:, None, None]
             return src[idx, 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
         # Output normalised coords u ∈ [-1, 1] map to input normalised coords x = M u + t
-        # (align_corners=False, so integer crop offsets land exactly on pixel centres).
+        # (align_corners=False, so integer crop offsets land exactly on pixel centres), with
+        # M = rotation · shear · diag(±k, k) and k = crop/size / zoom. The 2×2 entries are kept
+        # as per-image vectors: batches of tiny matrices cost more in overhead than arithmetic.
         dtype = x.dtype
-        m = torch.eye(2, device=dev).repeat(n, 1, 1) * (s / full)
-        if "flip" in p:
-            m[:, 0, 0] = torch.where(p["flip"], -m[:, 0, 0], m[:, 0, 0])
+        k = torch.full((n,), s / full, device=dev)
         if "scale" in p:
-            m = m / p["scale"][:, None, None]
+            k = k / p["scale"]
+        m00 = torch.where(p["flip"], -k, k) if "flip" in p else k
+        m01, m10, m11 = torch.zeros_like(k), torch.zeros_like(k), k
         if "shear" in p:
-            sh = torch.eye(2, device=dev).repeat(n, 1, 1)
-            sh[:, 0, 1] = torch.tan(p["shear"])
-            m = sh @ m
+            tan = torch.tan(p["shear"])
+            m00, m01 = m00 + tan * m10, m01 + tan * m11
         if "rotate" in p:
             cos, sin = torch.cos(p["rotate"]), torch.sin(p["rotate"])
-            rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)
-            m = rot @ m
-        centre = torch.stack([p["ox"], p["oy"]], -1).float() * 2 + s
-        t = centre / full - 1
+            m00, m01, m10, m11 = (
+                cos * m00 - sin * m10,
+                cos * m01 - sin * m11,
+                sin * m00 + cos * m10,
+                sin * m01 + cos * m11,
+            )
+        tx = (p["ox"] * 2 + s) / full - 1
+        ty = (p["oy"] * 2 + s) / full - 1
         if "shift" in p:
-            t = t + p["shift"] * 2
-        theta = torch.cat([m, t[:, :, None]], -1).to(dtype)
-        grid = F.affine_grid(theta, [n, 1, s, s], align_corners=False)
+            tx, ty = tx + p["shift"][:, 0] * 2, ty + p["shift"][:, 1] * 2
+        # The sampling grid N×S×S×2 by broadcasting (F.affine_grid computes the same as a batched
+        # matrix product with an inner dimension of 3, measured 20-40× slower on CPU).
+        u = (torch.arange(s, device=dev, dtype=dtype) * 2 + 1) / s - 1  # output pixel centres
+        along_x = torch.stack([m00, m10], -1).to(dtype)[:, None, None, :]
+        along_y = torch.stack([m01, m11], -1).to(dtype)[:, None, None, :]
+        offset = torch.stack([tx, ty], -1).to(dtype)[:, None, None, :]
+        grid = u[None, None, :, None] * along_x + (u[None, :, None, None] * along_y + offset)
         if "elastic" in p:
             field = F.interpolate(p["elastic"], size=(s, s), mode="bicubic", align_corners=True)
             grid = grid + (field * (2 * self.cfg.elastic / full)).permute(0, 2, 3, 1).to(dtype)

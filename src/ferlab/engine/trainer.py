@@ -2,8 +2,8 @@
 
 Written for small images on CPU first: the whole dataset stays in memory as uint8, an epoch is a
 permutation of indices, and each step gathers one batch and augments it with a few tensor
-operations (:mod:`ferlab.engine.augment`). On CUDA the same loop runs with AMP and
-channels-last; under ``torchrun`` it runs data-parallel (:mod:`ferlab.engine.distributed`).
+operations (:mod:`ferlab.engine.augment`); the model runs channels-last. On CUDA the same loop
+runs with AMP; under ``torchrun`` it runs data-parallel (:mod:`ferlab.engine.distributed`).
 
 Reproducibility and resuming. All randomness of the data pipeline comes from generators seeded by
 ``(seed, epoch)`` (the epoch's permutation or weighted sample) and ``(seed, step)`` (the step's
@@ -325,7 +325,7 @@ class _Trainer:
             raise FerlabError("precision fp16 needs CUDA; use fp32 or bf16 on CPU")
         self.precision = prec
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
-        self.channels_last = use_cuda if t.channels_last is None else t.channels_last
+        self.channels_last = t.channels_last
         if use_cuda:
             # CPU kernels are already deterministic at a fixed thread count; asking PyTorch
             # for deterministic algorithms there only costs a multi-second import.
