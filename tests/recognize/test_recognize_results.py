@@ -38,7 +38,7 @@ def test_dataframe_has_one_tidy_row_per_face(two_faces: np.ndarray, recognizer: 
     assert np.allclose(df[list(EMOTIONS)].sum(axis=1), 1.0, atol=1e-5)
     assert list(df["label"]) == [df.loc[i, list(EMOTIONS)].astype(float).idxmax() for i in (0, 1)]
     assert df.loc[0, "label"] != df.loc[1, "label"]
-    assert (df["score"] >= 1.0).all()
+    assert (df["score"] >= 2.0).all()
 
 
 def test_jsonl_and_csv_round_trip(

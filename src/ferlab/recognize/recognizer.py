@@ -17,8 +17,9 @@ so a scikit-learn pipeline, an ONNX session wrapper or a test double plugs in un
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from ferlab.errors import DataError, FerlabError
 from ferlab.recognize.align import align_crop, eye_angle
-from ferlab.recognize.detect import DETECTORS, FaceDetector, create_detector
+from ferlab.recognize.detect import DETECTORS, FaceDetector, create_detector, iou
 from ferlab.recognize.draw import annotate
 from ferlab.recognize.io import VIDEO_EXTENSIONS, array_to_bgr, list_images, load_image
 from ferlab.recognize.results import FIXED_COLUMNS, Face, FrameResult, Results
@@ -176,11 +177,18 @@ class Recognizer:
         full_scan: bool = True,
     ) -> list[Face]:
         """Faces in one BGR uint8 image; with a tracker, ids are track ids and probabilities are
-        smoothed, and ``full_scan=False`` searches only around the tracked faces."""
+        smoothed, and ``full_scan=False`` searches only around the tracked faces (falling back to
+        the whole frame when one of them is not found there)."""
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        detections = None
         if tracker is not None and not full_scan:
-            detections = self.detector.detect_near(gray, tracker.live_boxes())
-        else:
+            tracked = tracker.live_boxes()
+            detections = self.detector.detect_near(gray, tracked)
+            # A tracked face not found near its last position (turned, occluded, or just a miss
+            # of the small search): scan the whole frame rather than drop it from this frame.
+            if any(all(iou(t, d.box) < 0.3 for d in detections) for t in tracked):
+                detections = None
+        if detections is None:
             detections = self.detector.detect(gray)
         if not detections:
             if tracker is not None:
@@ -301,29 +309,51 @@ class Recognizer:
             image = load_image(path)
             yield FrameResult(str(path), 0, 0.0, image, self.process_frame(image, source=str(path)))
 
+    def _track(
+        self, frames: Iterable[tuple[int, float, np.ndarray]], source: str, fps: float | None
+    ) -> Iterator[FrameResult]:
+        """Process ``(index, seconds, frame)`` items as one video: one tracker throughout, the
+        whole frame scanned every ``full_scan_every`` processed frames (and whenever no face is
+        tracked), only the tracked faces' neighbourhoods in between."""
+        tracker = IoUTracker(alpha=self.smoothing, max_age=self.max_age)
+        for processed, (index, seconds, frame) in enumerate(frames):
+            full = processed % self.full_scan_every == 0 or not tracker.tracks
+            faces = self.process_frame(
+                frame, source=source, frame=index, time_s=seconds, tracker=tracker, full_scan=full
+            )
+            yield FrameResult(source, index, seconds, frame, faces, fps=fps)
+
+    def track(
+        self,
+        frames: Iterable[np.ndarray],
+        *,
+        fps: float = 30.0,
+        source: str = "<frames>",
+        color: str = "bgr",
+    ) -> Iterator[FrameResult]:
+        """Process a sequence of image arrays as consecutive video frames (tracked, smoothed).
+
+        For frames from a source ferlab does not open itself (another capture library, a
+        network stream); frame ``i`` gets the time ``i / fps``.
+        """
+        items = (
+            (i, i / fps, array_to_bgr(frame, color, name=f"{source}[{i}]"))
+            for i, frame in enumerate(frames)
+        )
+        return self._track(items, source, fps)
+
     def _iter_video(
         self, path: Path, every: int, progress: bool, max_frames: int | None
     ) -> Iterator[FrameResult]:
         cap, fps, count = open_video(path)
-        tracker = IoUTracker(alpha=self.smoothing, max_age=self.max_age)
         processed = 0
         try:
             with _progress(f"frames of {path.name}", count or None, progress) as advance:
-                for index, seconds, frame in read_frames(cap, fps, every):
-                    full = processed % self.full_scan_every == 0 or not tracker.tracks
-                    faces = self.process_frame(
-                        frame,
-                        source=str(path),
-                        frame=index,
-                        time_s=seconds,
-                        tracker=tracker,
-                        full_scan=full,
-                    )
-                    yield FrameResult(str(path), index, seconds, frame, faces, fps=fps)
+                frames = islice(read_frames(cap, fps, every), max_frames)
+                for fr in self._track(frames, str(path), fps):
+                    yield fr
                     advance(every)
                     processed += 1
-                    if max_frames is not None and processed >= max_frames:
-                        return
             if processed == 0:
                 raise DataError("cannot open video (no frame could be decoded)", path=path)
         finally:
@@ -332,21 +362,9 @@ class Recognizer:
     def _iter_camera(
         self, camera: int | str, max_frames: int | None, timeout: float = 5.0
     ) -> Iterator[FrameResult]:
-        tracker = IoUTracker(alpha=self.smoothing, max_age=self.max_age)
-        name = f"camera:{camera}"
-        processed = 0
         with LatestFrameGrabber(open_camera(camera), timeout=timeout) as grabber:
-            while max_frames is None or processed < max_frames:
-                item = grabber.next()
-                if item is None:
-                    return
-                index, seconds, frame = item
-                full = processed % self.full_scan_every == 0 or not tracker.tracks
-                faces = self.process_frame(
-                    frame, source=name, frame=index, time_s=seconds, tracker=tracker, full_scan=full
-                )
-                yield FrameResult(name, index, seconds, frame, faces, fps=_CAMERA_FPS)
-                processed += 1
+            frames = islice(iter(grabber.next, None), max_frames)
+            yield from self._track(frames, f"camera:{camera}", _CAMERA_FPS)
 
     # ------------------------------------------------------------------ public calls
 
