@@ -28,7 +28,7 @@ import numpy as np
 
 from ferlab.errors import DataError, FerlabError
 from ferlab.recognize.align import align_crop, eye_angle
-from ferlab.recognize.detect import DETECTORS, FaceDetector, create_detector, iou
+from ferlab.recognize.detect import FaceDetector, create_detector, iou
 from ferlab.recognize.draw import annotate
 from ferlab.recognize.io import VIDEO_EXTENSIONS, array_to_bgr, list_images, load_image
 from ferlab.recognize.results import FIXED_COLUMNS, Face, FrameResult, Results
@@ -121,7 +121,7 @@ class Recognizer:
         self.detector = create_detector(detector, min_face=min_face, detect_size=detect_size)
         if isinstance(model, str | Path):
             model = load_classifier(str(model), device=device)
-        if not isinstance(model, EmotionClassifier) or isinstance(model, str):
+        if not isinstance(model, EmotionClassifier):
             raise FerlabError(
                 "model must be a model name, a checkpoint path or an object with .labels and "
                 f".predict_proba(faces); got {type(model).__name__}"
@@ -149,11 +149,6 @@ class Recognizer:
             f"Recognizer(detector={self.detector!r}, model={type(self.classifier).__name__}, "
             f"labels={self.labels})"
         )
-
-    @staticmethod
-    def choices() -> dict[str, dict[str, str]]:
-        """The named detectors, with one line on each (models: see ``ferlab models``)."""
-        return {"detector": dict(DETECTORS)}
 
     # ------------------------------------------------------------------ one frame
 

@@ -261,8 +261,3 @@ def _write_text(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise DataError(f"cannot write file ({exc.strerror or exc})", path=path) from None
-
-
-def top_label(labels: tuple[str, ...], probs: np.ndarray) -> str:
-    """The label of the largest probability."""
-    return labels[int(np.argmax(probs))]
