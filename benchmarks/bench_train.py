@@ -16,12 +16,13 @@ Throughput is images per second over ``--steps`` optimiser steps after ``--warmu
 The data pipelines alone (augmented batches per second without a model) are measured as well.
 
 Part 2 — one training epoch (28,709 images, batch 64, the same augmentation) for every registered
-model, **extrapolated** from the engine's time per step over a few steps; validation is not
-included.
+model, **extrapolated** from the engine's time per step over ``--epoch-steps`` steps after one
+warm-up step; validation is not included.
 
 Images are random uint8 arrays: throughput does not depend on the content. Run::
 
-    python benchmarks/bench_train.py            # about 10 minutes on the 2-core machine
+    python benchmarks/bench_train.py     # about 15 minutes on the 2-core machine, most of it
+                                         # in part 2's large networks (--skip-epochs: 5 minutes)
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--epoch-steps", type=int, default=6, help="timed steps per model, part 2")
+    ap.add_argument("--epoch-steps", type=int, default=2, help="timed steps per model, part 2")
     ap.add_argument("--skip-epochs", action="store_true", help="only part 1")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -238,7 +239,7 @@ def main() -> None:
     for model in list_models():
         net = create_model(model, num_classes=7, in_chans=1, input_size=CROP)
         params = sum(p.numel() for p in net.parameters())
-        rate = engine_rate(model, data, args.epoch_steps, 2, True)
+        rate = engine_rate(model, data, args.epoch_steps, 1, True)
         epoch_s = steps_per_epoch * BATCH / rate
         print(
             f"| {model} | {params / 1e6:.2f} M | {rate:.0f} | {epoch_s / 60:.1f} min |", flush=True

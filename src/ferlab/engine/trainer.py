@@ -455,6 +455,8 @@ class _Trainer:
         self.n_params = sum(p.numel() for p in model.parameters())
         params = [p for p in model.parameters() if p.requires_grad]
         o = r.optim
+        if o.nesterov and (o.name != "sgd" or o.momentum <= 0):
+            raise FerlabError("optim.nesterov needs optim.name sgd with a positive momentum")
         if o.name == "sgd":
             self.opt = torch.optim.SGD(
                 params,
@@ -471,8 +473,6 @@ class _Trainer:
             self.opt = torch.optim.AdamW(
                 params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
             )
-        if o.nesterov and (o.name != "sgd" or o.momentum <= 0):
-            raise FerlabError("optim.nesterov needs optim.name sgd with a positive momentum")
         self.sched = LRSchedule(r.schedule, o.lr, self.steps_per_epoch)
         self.ema = _Ema(model, r.train.ema) if r.train.ema else None
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
@@ -928,6 +928,8 @@ class _Trainer:
             model = build_model(r.model.name, self.model_kwargs)
             model.load_state_dict(best["state_dict"])
             model.to(self.device).eval()
+            if self.channels_last:
+                model.to(memory_format=torch.channels_last)
             tta = r.eval.tta
             results = {}
             for split, images, labels in (
