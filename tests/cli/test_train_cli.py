@@ -157,6 +157,8 @@ def test_user_errors_are_one_line(workdir, capsys):
     assert str(bad) in err and "did you mean 'epochs'" in err
     err = _fails(["train", "medium_cnn", "--time-budget", "soon"], capsys)
     assert "cannot read duration" in err
+    err = _fails(["train", "medium_cnn", "--precision", "fp8"], capsys)
+    assert "unknown --precision value 'fp8'" in err
     err = _fails(["evaluate", workdir / "missing.pt"], capsys)
     assert "checkpoint not found" in err
     err = _fails(["compare", workdir], capsys)

@@ -31,6 +31,7 @@ def register(app: typer.Typer) -> None:
 
 _DEVICES = ("auto", "cpu", "cuda")
 _TTA = ("none", "flip", "ten_crop")
+_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def _passive_openmp() -> None:
@@ -90,6 +91,9 @@ def train_cmd(
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Global batch size."),
     lr: float | None = typer.Option(None, "--lr", help="Override optim.lr."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
+    precision: str | None = typer.Option(
+        None, "--precision", help="auto (AMP on CUDA, fp32 on CPU), fp32, bf16 or fp16."
+    ),
     ferplus: FerplusOption = None,
     labels: LabelsOption = None,
     cache_dir: CacheDirOption = None,
@@ -110,6 +114,7 @@ def train_cmd(
     from ferlab.engine.trainer import check_run_folder, resume_recipe, train
 
     _choice(device, _DEVICES, "--device")
+    _choice(precision, _PRECISIONS, "--precision")
     recipe = _resolve_recipe(recipe_or_model)
     out_dir = out if out is not None else Path("runs") / recipe.name
     check_run_folder(out_dir, resume)
@@ -129,6 +134,7 @@ def train_cmd(
         "train.seed": seed,
         "train.batch_size": batch_size,
         "train.device": device,
+        "train.precision": precision,
         "optim.lr": lr,
     }
     recipe = apply_overrides(recipe, overrides, where="command-line options")
