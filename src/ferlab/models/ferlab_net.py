@@ -78,7 +78,10 @@ class FerlabNet(FERModel):
         self.features = nn.Sequential(*layers)
         self.num_features = channels
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(drop_rate), nn.Linear(channels, num_classes)
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(drop_rate),
+            nn.Linear(channels, num_classes),
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
