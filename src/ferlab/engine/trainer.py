@@ -292,6 +292,7 @@ class _Trainer:
         self.r = recipe
         self.out = Path(out_dir) if out_dir is not None else Path("runs") / (recipe.name or "run")
         self.resume = resume
+        self._best_ckpt: dict | None = None
         self.show_progress = progress
         self.callbacks = list(callbacks)
         if console is None:
@@ -489,7 +490,14 @@ class _Trainer:
         self.opt.load_state_dict(ts["optimizer"])
         self.sched.load_state_dict(ts["schedule"])
         if self.ema is not None and ts.get("ema") is not None:
-            self.ema.load_state_dict(ts["ema"])
+            self.ema.load_state_dict({"weights": ckpt["state_dict"], **ts["ema"]})
+        best_path = self.out / "best.pt"
+        if ts.get("best") is not None and not best_path.exists() and self.is_main:
+            atomic_save(ts["best"], best_path)
+        if best_path.exists():
+            from ferlab.engine.checkpoint import read_checkpoint
+
+            self._best_ckpt = read_checkpoint(best_path)
         if self.scaler is not None and ts.get("scaler") is not None:
             self.scaler.load_state_dict(ts["scaler"])
         s = self.state
@@ -535,7 +543,8 @@ class _Trainer:
         ts: dict[str, Any] = {
             "optimizer": self.opt.state_dict(),
             "schedule": self.sched.state_dict(),
-            "ema": None if self.ema is None else self.ema.state_dict(),
+            # The EMA weights are the checkpoint's state_dict already; store only the counter.
+            "ema": None if self.ema is None else {"updates": self.ema.updates},
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "rng": _rng_state(),
             "history": s.history,
@@ -555,6 +564,8 @@ class _Trainer:
         ):
             ts[key] = getattr(s, key)
         ts["elapsed"] = self._elapsed()
+        # A copy of best.pt makes last.pt alone enough to resume, e.g. on another machine.
+        ts["best"] = self._best_ckpt
         loss, correct, seen = self._reduced_running()
         ts["run_loss"], ts["run_correct"], ts["run_seen"] = loss, correct, seen
         if self.ema is not None:
@@ -582,6 +593,7 @@ class _Trainer:
             "step": self.state.global_step,
         }
         atomic_save(ckpt, self.out / "best.pt")
+        self._best_ckpt = ckpt
 
     def _write_history(self) -> None:
         if not self.is_main:
