@@ -149,3 +149,13 @@ def test_source_is_never_modified(tmp_path: Path, small_csv: Path) -> None:
     load(small_csv)
     after = {p: p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name != "cache"}
     assert after == before
+
+
+def test_ferplus_vote_file_given_as_the_dataset_says_what_to_do(tmp_path: Path) -> None:
+    votes = tmp_path / "fer2013new.csv"
+    votes.write_text(
+        "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,"
+        "unknown,NF\nTraining,fer0000000.png,4,0,0,1,3,2,0,0,0,0\n"
+    )
+    with pytest.raises(DataError, match="--ferplus"):
+        load_dataset(votes, progress=False)

@@ -211,6 +211,13 @@ def _parse_header(line: bytes, path: Path) -> tuple[dict[str, int], str]:
         names = [c.strip().strip('"').strip().lower() for c in line.decode("ascii").split(",")]
     except UnicodeDecodeError:
         names = []
+    if names[:2] == ["usage", "image name"]:
+        raise DataError(
+            "this is a FER+ vote file (fer2013new.csv), which holds no pixels: give the FER2013 "
+            "CSV as the dataset and this file as --ferplus, with --labels ferplus-majority "
+            "(or another ferplus-* mode)",
+            path=path,
+        )
     if sorted(names) != sorted(_COLUMNS):
         raise DataError(
             f"missing or unrecognised header: expected {_EXPECTED_HEADER}, found {shown!r}",
