@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from ferlab.recognize import FrameResult, Recognizer
+    from ferlab.recognize import FrameResult, Recognizer, Results
 
 _DETECTOR_HELP = (
     "Face detector: haar (OpenCV frontal cascade, fastest) or haar-profile (adds the profile "
@@ -107,21 +107,10 @@ def predict(
     ] = None,
 ) -> None:
     """Recognise the emotion of every face in photos, folders and videos."""
-    from ferlab.recognize import Results
-
     rec = _recognizer(model, detector, device)
-    results = Results(rec.labels)
     sink = _AnnotationSink(annotate) if annotate is not None else None
     try:
-        for path in paths:
-            for fr in rec.iter_frames(path, errors="collect", progress=not json_out):
-                results.add(fr)
-                if fr.error is not None:
-                    _report_error(fr)
-                elif sink is not None:
-                    sink.write(fr, path)
-                if json_out:
-                    _print_json(fr.to_dict())
+        results = _recognize_all(rec, paths, json_out, sink)
     finally:
         if sink is not None:
             sink.close()
@@ -131,6 +120,32 @@ def predict(
         _print_table(results)
     if results.errors:
         raise typer.Exit(1)
+
+
+def _recognize_all(
+    rec: Recognizer,
+    paths: list[Path],
+    json_out: bool,
+    sink: _AnnotationSink | _VideoSink | None,
+) -> Results:
+    """Every frame of every source into one :class:`Results`, reported as it arrives.
+
+    Unreadable sources are collected rather than raised, so one bad file neither hides the
+    others' results nor ends the run with a traceback; the caller turns them into exit status 1.
+    """
+    from ferlab.recognize import Results
+
+    results = Results(rec.labels)
+    for path in paths:
+        for fr in rec.iter_frames(path, errors="collect", progress=not json_out):
+            results.add(fr)
+            if fr.error is not None:
+                _report_error(fr)
+            elif sink is not None:
+                sink.write(fr, path)
+            if json_out:
+                _print_json(fr.to_dict())
+    return results
 
 
 def _print_table(results: Any) -> None:
@@ -226,6 +241,26 @@ class _AnnotationSink:
             writer.close()
 
 
+class _VideoSink:
+    """Writes the processed frames of one video, with tracked face ids, to one MP4 file."""
+
+    def __init__(self, out: Path, every: int) -> None:
+        self.out, self.every = out, every
+        self._writer: Any = None
+
+    def write(self, fr: FrameResult, given: Path) -> None:
+        from ferlab.recognize.draw import annotate
+        from ferlab.recognize.video import VideoWriter
+
+        if self._writer is None:  # the frame rate is known from the first frame on
+            self._writer = VideoWriter(self.out, (fr.fps or 30.0) / self.every)
+        self._writer.write(annotate(fr.image, fr.faces, show_id=True))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
 def video(
     path: Annotated[Path, typer.Argument(help="The video file.", show_default=False)],
     out: Annotated[
@@ -252,27 +287,13 @@ def video(
     smoothing: SmoothingOption = 0.5,
 ) -> None:
     """Track faces through a video and recognise their emotions over time."""
-    from ferlab.recognize import Results
-    from ferlab.recognize.draw import annotate
-    from ferlab.recognize.video import VideoWriter
-
     rec = _recognizer(model, detector, device, smoothing=smoothing, every_n=every)
-    results = Results(rec.labels)
-    writer = None
+    sink = _VideoSink(out, every) if out is not None else None
     try:
-        for fr in rec.iter_frames(path, errors="collect", progress=not json_out):
-            results.add(fr)
-            if fr.error is not None:
-                _report_error(fr)
-            elif out is not None:
-                if writer is None:
-                    writer = VideoWriter(out, (fr.fps or 30.0) / every)
-                writer.write(annotate(fr.image, fr.faces, show_id=True))
-            if json_out:
-                _print_json(fr.to_dict())
+        results = _recognize_all(rec, [path], json_out, sink)
     finally:
-        if writer is not None:
-            writer.close()
+        if sink is not None:
+            sink.close()
     if csv is not None:
         results.to_csv(csv)
     if timeline is not None and not results.errors:
