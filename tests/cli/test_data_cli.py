@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from ferlab.cli.app import main
+from cli_helpers import run
 
 HEADER = "emotion,pixels,Usage"
 USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -22,16 +21,6 @@ def row(i: int, emotion: int | str | None = None, usage: str | None = None, n: i
 def write(path: Path, rows: list[str]) -> Path:
     path.write_text("\n".join([HEADER, *rows]) + "\n")
     return path
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

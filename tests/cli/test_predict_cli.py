@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from cli_helpers import run
 
 import ferlab.recognize.recognizer as recognizer_module
-from ferlab.cli.app import main
 
 FER_CSV = (
     Path(__file__).resolve().parents[2]
@@ -78,16 +78,6 @@ def scene(face: np.ndarray | None, x: int = BOX[0]) -> np.ndarray:
             face, BOX[2:], interpolation=cv2.INTER_CUBIC
         )
     return cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _iou(a: list[int], b: tuple[int, ...]) -> float:
