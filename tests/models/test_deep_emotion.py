@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from model_helpers import check_forward_backward
 
 from ferlab.errors import FerlabError
 from ferlab.layers.self_attention import MultipleSelfAttention
@@ -16,12 +17,7 @@ NAMES = ["deep_emotion", "deep_emotion_nostn", "deep_emotion_msa"]
 def test_forward_backward(name: str, in_chans: int, size: int, num_classes: int) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_classes=num_classes, in_chans=in_chans, input_size=size)
-    x = torch.randn(2, in_chans, size, size)
-    logits = model(x)
-    assert logits.shape == (2, num_classes) and torch.isfinite(logits).all()
-    logits.sum().backward()
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    assert grads and all(torch.isfinite(g).all() for g in grads)
+    check_forward_backward(model, in_chans, size, num_classes, every_param=False)
 
 
 def test_published_sizes_at_48() -> None:

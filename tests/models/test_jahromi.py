@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from model_helpers import check_forward_backward
 
 from ferlab.errors import FerlabError
 from ferlab.models import create_model, get_model_entry
@@ -28,12 +29,7 @@ def test_forward_backward(name: str, in_chans: int, size: int, num_classes: int)
     torch.manual_seed(0)
     model = create_model(name, num_classes=num_classes, in_chans=in_chans, input_size=size)
     assert model.input_size == (in_chans, size, size)
-    x = torch.randn(2, in_chans, size, size)
-    logits = model(x)
-    assert logits.shape == (2, num_classes)
-    assert torch.isfinite(logits).all()
-    logits.sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    x = check_forward_backward(model, in_chans, size, num_classes)
     model.eval()  # dropout off, so the two paths must agree
     with torch.no_grad():
         torch.testing.assert_close(model(x), model.forward_head(model.forward_features(x)))

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from model_helpers import check_forward_backward
 from torch import nn
 
 from ferlab.layers.squeeze_excite import SqueezeExcite
@@ -17,11 +18,7 @@ def _params(model: nn.Module) -> int:
 def test_forward_backward(name: str, in_chans: int, size: int, num_classes: int) -> None:
     torch.manual_seed(0)
     model = create_model(name, num_classes=num_classes, in_chans=in_chans, input_size=size)
-    x = torch.randn(2, in_chans, size, size)
-    logits = model(x)
-    assert logits.shape == (2, num_classes) and torch.isfinite(logits).all()
-    logits.sum().backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    check_forward_backward(model, in_chans, size, num_classes)
 
 
 def test_se_block_sits_after_each_blocks_convolutions_before_its_pool() -> None:
