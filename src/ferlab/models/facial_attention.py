@@ -203,6 +203,17 @@ class _FaceAttentionModel(FERModel):
         with torch.no_grad():
             return self.face_net.stage_outputs(x, last)
 
+    def _emotion_vgg(self, emotion_in: int, *, width: float, drop_rate: float) -> VGG:
+        """The emotion VGG19 at the model's input size, its first convolution taking
+        ``emotion_in`` channels (the image as the attention combined it)."""
+        return VGG(
+            self.num_classes,
+            emotion_in,
+            (emotion_in, *self.input_size[1:]),
+            width=width,
+            drop_rate=drop_rate,
+        )
+
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         return self.emotion_net.forward_head(x)
 
@@ -236,13 +247,8 @@ class FacialAttentionNet(_FaceAttentionModel):
             combine=combine,
             softmax=softmax,
         )
-        emotion_in = self.attention.out_channels(in_chans)
-        self.emotion_net = VGG(
-            num_classes,
-            emotion_in,
-            (emotion_in, *self.input_size[1:]),
-            width=width,
-            drop_rate=drop_rate,
+        self.emotion_net = self._emotion_vgg(
+            self.attention.out_channels(in_chans), width=width, drop_rate=drop_rate
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -287,13 +293,7 @@ class MultiStageAttentionNet(_FaceAttentionModel):
 
         # "separately" stacks the image as attended by each of the three facial maps.
         emotion_in = in_chans * len(ATTENTION_STAGES) if mode == "separately" else in_chans
-        self.emotion_net = VGG(
-            num_classes,
-            emotion_in,
-            (emotion_in, *self.input_size[1:]),
-            width=width,
-            drop_rate=drop_rate,
-        )
+        self.emotion_net = self._emotion_vgg(emotion_in, width=width, drop_rate=drop_rate)
         if mode == "separately":
             assert self.face_net is not None
             self.input_attention: nn.ModuleList | None = nn.ModuleList(
