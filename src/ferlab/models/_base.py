@@ -26,3 +26,21 @@ class FERModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def mlp_head(
+    in_features: int, hidden: int, num_classes: int, drop_rate: float, depth: int = 1
+) -> nn.Sequential:
+    """Flatten, then ``depth`` × (Linear → ReLU → Dropout) of width ``hidden``, then the classifier.
+
+    The fully connected head of the plain CNNs of the zoo (Jahromi's, Chahed's with one hidden
+    layer, VGG-Face's with two), built in one place so the layer indices, and with them the
+    checkpoints' parameter names, stay the same across models.
+    """
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_features
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(drop_rate)]
+        width = hidden
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ferlab.models._base import FERModel
+from ferlab.models._base import FERModel, mlp_head
 from ferlab.models._info import resolve_input_size
 from ferlab.models._registry import register_model
 
@@ -81,12 +81,8 @@ class _JahromiCNN(FERModel):
         self.num_classes, self.in_chans, self.input_size = num_classes, in_chans, input_chw
         self.features = features
         self.num_features = channels  # channels of the feature map, as across the zoo
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(channels * feature_hw[0] * feature_hw[1], hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(drop_rate),
-            nn.Linear(hidden, num_classes),
+        self.head = mlp_head(
+            channels * feature_hw[0] * feature_hw[1], hidden, num_classes, drop_rate
         )
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ferlab.layers import create_attention
-from ferlab.models._base import FERModel
+from ferlab.models._base import FERModel, mlp_head
 from ferlab.models._info import resolve_input_size
 from ferlab.models._registry import register_model
 
@@ -87,13 +87,7 @@ class ChahedCNN(FERModel):
         fh, fw = (n // 2 ** len(widths) for n in self.input_size[1:])
         self.features = nn.Sequential(*blocks)
         self.num_features = c_in  # channels of the feature map, as across the zoo
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(c_in * fh * fw, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(drop_rate),
-            nn.Linear(hidden, num_classes),
-        )
+        self.head = mlp_head(c_in * fh * fw, hidden, num_classes, drop_rate)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

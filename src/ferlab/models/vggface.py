@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from ferlab.layers import create_attention
-from ferlab.models._base import FERModel
+from ferlab.models._base import FERModel, mlp_head
 from ferlab.models._info import resolve_input_size
 from ferlab.models._registry import register_model
 
@@ -99,16 +99,7 @@ class VGGFace(FERModel):
             else None
         )
         self.num_features = c_in  # channels of the feature map, as across the zoo
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(c_in * fh * fw, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(drop_rate),
-            nn.Linear(hidden, hidden),
-            nn.ReLU(inplace=True),
-            nn.Dropout(drop_rate),
-            nn.Linear(hidden, num_classes),
-        )
+        self.head = mlp_head(c_in * fh * fw, hidden, num_classes, drop_rate, depth=2)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.stn is not None:
