@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 import torch
@@ -45,6 +46,20 @@ def _same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def _train_killed_at_step_14(recipe: Recipe, data: FERData, out_dir: Path) -> None:
+    """Train until step 14, then stop the way a killed process would: no checkpoint at exit."""
+
+    class Killed(Exception):
+        pass
+
+    def kill(info):
+        if info.step == 14:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(recipe, data=data, out_dir=out_dir, callbacks=[kill])
+
+
 def test_run_folder_contents_and_checkpoint_reload(tiny_model, tmp_path):
     data = synthetic_data()
     recipe = _recipe(tiny_model)
@@ -81,16 +96,8 @@ def test_resume_after_kill_gives_identical_weights(tiny_model, tmp_path):
     data = synthetic_data()
     recipe = _recipe(tiny_model, epochs=3, ema=0.9, checkpoint_every_steps=4)
     a = train(recipe, data=data, out_dir=tmp_path / "a")
-
-    class Killed(Exception):
-        pass
-
-    def kill(info):
-        if info.step == 14:  # epoch 2 runs steps 10-18; the last checkpoint was at step 12
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(recipe, data=data, out_dir=tmp_path / "b", callbacks=[kill])
+    # Epoch 2 runs steps 10-18; the last checkpoint was at step 12.
+    _train_killed_at_step_14(recipe, data, tmp_path / "b")
     saved = read_checkpoint(tmp_path / "b" / "last.pt")
     assert saved["step"] == 12 and saved["train_state"]["step_in_epoch"] == 3
     b = train(None, data=data, out_dir=tmp_path / "b", resume=True)
@@ -111,16 +118,8 @@ def test_last_checkpoint_alone_resumes_a_moved_run(tiny_model, tmp_path):
     data = synthetic_data()
     recipe = _recipe(tiny_model, epochs=3, ema=0.9, checkpoint_every_steps=4)
     a = train(recipe, data=data, out_dir=tmp_path / "a")
-
-    class Killed(Exception):
-        pass
-
-    def kill(info):
-        if info.step == 14:  # after epoch 1's best.pt and the step-12 last.pt
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(recipe, data=data, out_dir=tmp_path / "b", callbacks=[kill])
+    # Killed after epoch 1's best.pt and the step-12 last.pt.
+    _train_killed_at_step_14(recipe, data, tmp_path / "b")
     moved = tmp_path / "moved"
     moved.mkdir()
     os.replace(tmp_path / "b" / "last.pt", moved / "last.pt")
