@@ -148,7 +148,7 @@ def parse_fer2013_csv(
         lo, hi = bounds[columns["emotion"]]
         labels[row] = _emotion(data[lo:hi], line, path, found)
         lo, hi = bounds[columns["usage"]]
-        split[row] = _usage(data[lo:hi], line, path, found)
+        split[row] = usage_split(_clean(data[lo:hi]), line, path, found)
         lo, hi = bounds[columns["pixels"]]
         # A quoted pixel field: the quotes are not part of the numbers.
         if hi > lo and data[lo] == 0x22:
@@ -268,8 +268,12 @@ def _emotion(raw: bytes, line: int, path: Path, problems: Problems) -> int:
     return int(text)
 
 
-def _usage(raw: bytes, line: int, path: Path, problems: Problems) -> int:
-    text = _clean(raw)
+def usage_split(text: str, line: int, path: Path, problems: Problems) -> int:
+    """The split id of a ``Usage`` value, or -1 (recorded in ``problems``) when unknown.
+
+    Shared by the FER2013 and FER+ readers, which carry the same column, so both report a bad
+    value in the same words.
+    """
     if text not in USAGE_SPLITS:
         problems.add(
             f"unknown Usage {text[:20]!r} (expected Training, PublicTest or PrivateTest)",

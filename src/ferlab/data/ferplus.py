@@ -52,7 +52,7 @@ import numpy as np
 
 from ferlab.data._problems import Problems
 from ferlab.data.dataset import FERPLUS_CLASSES
-from ferlab.data.fer2013_csv import USAGE_SPLITS, read_source_bytes
+from ferlab.data.fer2013_csv import USAGE_SPLITS, read_source_bytes, usage_split
 from ferlab.errors import DataError
 
 __all__ = [
@@ -158,14 +158,8 @@ def _votes_by_row(body: bytes, path: Path, problems: Problems) -> FerplusVotes:
         if len(row) != len(_HEADER):
             problems.add(f"expected {len(_HEADER)} fields, found {len(row)}", path=path, row=line)
             continue
-        usage = row[0].strip()
-        if usage not in USAGE_SPLITS:
-            problems.add(
-                f"unknown Usage {usage[:20]!r} (expected Training, PublicTest or PrivateTest)",
-                path=path,
-                row=line,
-                field="Usage",
-            )
+        split_id = usage_split(row[0].strip(), line, path, problems)
+        if split_id < 0:
             continue
         counts = [_count(c) for c in row[2:]]
         bad = next((j for j, c in enumerate(counts) if c is None), None)
@@ -177,7 +171,7 @@ def _votes_by_row(body: bytes, path: Path, problems: Problems) -> FerplusVotes:
                 field=_HEADER[2 + bad],
             )
             continue
-        split[i] = USAGE_SPLITS[usage]
+        split[i] = split_id
         votes[i] = counts
     return FerplusVotes(votes=votes, split=split)
 
