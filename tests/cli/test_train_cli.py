@@ -111,14 +111,10 @@ def test_train_resume_evaluate_compare(workdir, capsys):
 
 def test_train_a_model_name_with_overrides(workdir, capsys):
     out = workdir / "runs" / "byname"
+    command = ["train", "deep_emotion_nostn", "--data", workdir / "fer_small.csv", "--out", out]
     _run(
         [
-            "train",
-            "deep_emotion_nostn",
-            "--data",
-            workdir / "fer_small.csv",
-            "--out",
-            out,
+            *command,
             "--epochs",
             "1",
             "--batch-size",
@@ -133,19 +129,8 @@ def test_train_a_model_name_with_overrides(workdir, capsys):
     )
     config = (out / "config.yaml").read_text()
     assert "batch_size: 32" in config and "seed: 3" in config and "lr: 0.001" in config
-    err = _fails(
-        [
-            "train",
-            "deep_emotion_nostn",
-            "--data",
-            workdir / "fer_small.csv",
-            "--out",
-            out,
-            "--cache-dir",
-            workdir / "cache",
-        ],
-        capsys,
-    )
+    # The same command again: the run folder is taken.
+    err = _fails([*command, "--cache-dir", workdir / "cache"], capsys)
     assert "already holds a run" in err and "--resume" in err
 
 
