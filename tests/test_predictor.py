@@ -9,6 +9,7 @@ import pytest
 
 import ferlab
 from ferlab.engine import recipe_from_dict, train
+from ferlab.engine.checkpoint import release_checkpoint
 from ferlab.errors import DataError, FerlabError, UnknownNameError
 from tests.engine.engine_helpers import synthetic_data
 
@@ -102,3 +103,14 @@ def test_unknown_names_and_paths(tmp_path, checkpoint):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(FerlabError, match="junk.pt"):
         ferlab.load_model(junk)
+
+
+def test_released_checkpoint_drops_training_state_and_keeps_predictions(checkpoint, tmp_path):
+    released = tmp_path / "model.pt"
+    meta = release_checkpoint(checkpoint, released, tta="flip", card="docs/models.md")
+    assert "train_state" not in meta and meta["card"] == "docs/models.md"
+    model = ferlab.load_model(released, device="cpu")
+    assert model.tta == "flip"  # recorded default, used without asking
+    faces = synthetic_data(40, seed=4).images.numpy()
+    same = ferlab.load_model(checkpoint, device="cpu", tta="flip").predict_proba(faces)
+    np.testing.assert_allclose(model.predict_proba(faces), same, atol=1e-6)

@@ -30,7 +30,14 @@ from torch import nn
 
 from ferlab.errors import DataError, FerlabError
 
-__all__ = ["FORMAT", "atomic_save", "build_model", "load_checkpoint", "read_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "atomic_save",
+    "build_model",
+    "load_checkpoint",
+    "read_checkpoint",
+    "release_checkpoint",
+]
 
 FORMAT = "ferlab-checkpoint"
 FORMAT_VERSION = 1
@@ -128,3 +135,21 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     meta["preprocess"] = Preprocess.from_dict(ckpt["preprocess"])
     meta["path"] = str(path)
     return model, meta
+
+
+def release_checkpoint(
+    src: str | Path, dst: str | Path, *, tta: str | None = None, **extra_meta: Any
+) -> dict[str, Any]:
+    """Write a checkpoint for use only: the weights and metadata without the training state.
+
+    This is how a run's ``best.pt`` becomes a shipped model (``ferlab/weights/*.pt``): resume
+    state (optimiser, RNG, raw weights) is dropped, and ``tta`` (the test-time augmentation
+    :func:`ferlab.load_model` applies by default) and any ``extra_meta`` are recorded.
+    Returns the written dictionary.
+    """
+    ckpt = {k: v for k, v in read_checkpoint(src).items() if k != "train_state"}
+    if tta is not None:
+        ckpt["tta"] = tta
+    ckpt.update(extra_meta)
+    atomic_save(ckpt, dst)
+    return ckpt
