@@ -17,7 +17,13 @@ from ferlab.recognize.detect import (
     nms,
 )
 from ferlab.recognize.draw import annotate
-from ferlab.recognize.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, array_to_bgr, load_image
+from ferlab.recognize.io import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    array_to_bgr,
+    decode_image,
+    load_image,
+)
 from ferlab.recognize.recognizer import EmotionClassifier, Recognizer, load_classifier
 from ferlab.recognize.results import Face, FrameResult, Results
 from ferlab.recognize.track import IoUTracker, Track
@@ -44,6 +50,7 @@ __all__ = [
     "annotate",
     "array_to_bgr",
     "create_detector",
+    "decode_image",
     "eye_angle",
     "has_display",
     "load_classifier",

@@ -23,6 +23,7 @@ Everything becomes an H×W×3 uint8 BGR array (OpenCV's order, which detection a
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -31,7 +32,14 @@ import numpy as np
 
 from ferlab.errors import DataError
 
-__all__ = ["IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS", "array_to_bgr", "list_images", "load_image"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "VIDEO_EXTENSIONS",
+    "array_to_bgr",
+    "decode_image",
+    "list_images",
+    "load_image",
+]
 
 #: Extensions treated as images when a folder is scanned (any file given by name is tried).
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
@@ -55,33 +63,48 @@ def load_image(path: str | Path) -> np.ndarray:
         DataError: the file is missing, not an image, corrupt or truncated, or a decompression
             bomb; the message names the file.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     if not path.exists():
         raise DataError("no such file", path=path)
     if path.is_dir():
         raise DataError("is a folder, not an image", path=path)
+    return _decode(path, path)
+
+
+def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode an encoded image held in memory (an upload, a network frame) like
+    :func:`load_image` reads a file, with the same decompression-bomb refusal.
+
+    Raises:
+        DataError: the bytes are not an image, corrupt, or a decompression bomb; the message
+            names ``name``.
+    """
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | io.BytesIO, name: str | Path) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
         with warnings.catch_warnings():
             # Pillow only warns between one and two times its pixel limit; refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 image.load()
                 image = ImageOps.exif_transpose(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(
             f"refused as a possible decompression bomb ({exc}); raise "
             "PIL.Image.MAX_IMAGE_PIXELS if the image is genuine",
-            path=path,
+            path=name,
         ) from None
     except UnidentifiedImageError:
         raise DataError(
-            "not an image Pillow can read (JPEG, PNG, BMP, WebP, TIFF, ...)", path=path
+            "not an image Pillow can read (JPEG, PNG, BMP, WebP, TIFF, ...)", path=name
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or corrupt data as OSError (SyntaxError for some headers).
-        raise DataError(f"corrupt or unreadable image ({exc})", path=path) from None
+        raise DataError(f"corrupt or unreadable image ({exc})", path=name) from None
     return _pil_to_bgr(image)
 
 
