@@ -1,0 +1,91 @@
+"""The FastAPI application: :func:`create_app` wires the service, its routes and the page."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request, Response
+
+from ferlab import __version__
+from ferlab.serve import api, stream
+from ferlab.serve.errors import install_error_handlers
+from ferlab.serve.pages import install_pages
+from ferlab.serve.service import Service
+from ferlab.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ferlab.recognize import EmotionClassifier, Recognizer
+
+__all__ = ["create_app"]
+
+_DESCRIPTION = """Facial emotion recognition over HTTP.
+
+* `POST /v1/predict`: the faces of one photo, as `ferlab predict --json` prints them.
+* `WS /v1/stream`: camera frames in, tracked faces, smoothed emotions and a light colour out.
+* `GET /v1/models`, `GET /v1/light`: the model and the ambient light's colours.
+
+Errors are JSON `{"error": code, "message": text}`. When the server has an API key, `/v1`
+routes want it in the `X-API-Key` header.
+"""
+
+
+def create_app(
+    model: str | EmotionClassifier = "default",
+    *,
+    recognizer: Recognizer | None = None,
+    settings: ServeSettings | None = None,
+    detector: str = "haar",
+    device: str = "auto",
+    smoothing: float = 0.5,
+) -> FastAPI:
+    """Build the service's application (run it with uvicorn, or ``ferlab serve``).
+
+    Args:
+        model: a name or checkpoint path for ``ferlab.load_model``, or a classifier object;
+            loaded once, when the application starts (its lifespan).
+        recognizer: a ready :class:`~ferlab.recognize.Recognizer` to use instead of building
+            one from ``model``, ``detector``, ``device`` and ``smoothing``.
+        settings: limits, API key and light settings (:class:`ServeSettings`).
+        smoothing: weight of the newest frame in each streamed face's moving average.
+    """
+    settings = settings or ServeSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from ferlab.recognize import Recognizer
+
+        rec = recognizer or Recognizer(
+            detector=detector, model=model, device=device, smoothing=smoothing
+        )
+        app.state.service = Service(rec, settings)
+        try:
+            yield
+        finally:
+            app.state.service.close()
+
+    app = FastAPI(
+        title="ferlab",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def no_sniffing(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    app.include_router(api.router)
+    app.include_router(stream.router)
+    install_pages(app)
+    return app
