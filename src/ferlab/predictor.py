@@ -4,6 +4,11 @@
 ``load_model("ferplus")`` the 8-class FER+ model, and ``load_model("path/to/best.pt")`` any
 checkpoint written by ``ferlab train``. The returned :class:`EmotionModel` takes grayscale face
 crops and returns class probabilities whose columns follow ``.labels``.
+
+``load_model("model.onnx")`` (a file written by ``ferlab export``) returns the same interface run
+by ONNX Runtime without PyTorch (:mod:`ferlab.export.runtime`); ``runtime="onnx"`` runs a
+checkpoint that way, and where PyTorch is not installed the ``.onnx`` file beside a checkpoint
+or shipped model is used automatically.
 """
 
 from __future__ import annotations
@@ -14,25 +19,65 @@ from typing import Any
 
 import numpy as np
 
-from ferlab.errors import DataError, UnknownNameError
+from ferlab.errors import DataError, FerlabError, UnknownNameError
 
-__all__ = ["EmotionModel", "load_model", "shipped_models"]
+__all__ = ["EmotionModel", "load_model", "model_file", "shipped_models"]
 
 #: Names of the models shipped inside the package and their weight files.
 SHIPPED = {"default": "default.pt", "ferplus": "ferplus.pt"}
 
 TTA_CHOICES = ("none", "flip", "ten_crop")
 
+#: ``auto``: PyTorch when it is installed, else the ``.onnx`` export beside the model.
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+def _weights_dir() -> Path:
+    return Path(str(resources.files("ferlab") / "weights"))
+
 
 def shipped_models() -> dict[str, Path]:
     """Shipped model names whose weights are present in this install, with their paths."""
-    root = resources.files("ferlab") / "weights"
+    root = _weights_dir()
     found = {}
     for name, filename in SHIPPED.items():
-        path = Path(str(root / filename))
+        path = root / filename
         if path.is_file():
             found[name] = path
     return found
+
+
+def model_file(name_or_path: str | Path) -> Path:
+    """The file behind a shipped model name or a path: a ``.pt`` checkpoint, or a shipped
+    model's ``.onnx`` export where its ``.pt`` is absent (an inference-only install)."""
+    key = str(name_or_path)
+    if key in SHIPPED:
+        pt = _weights_dir() / SHIPPED[key]
+        for path in (pt, pt.with_suffix(".onnx")):
+            if path.is_file():
+                return path
+        raise DataError(
+            f"the '{key}' model's weights are not in this install "
+            f"(expected ferlab/weights/{SHIPPED[key]}); reinstall ferlab or pass a "
+            "checkpoint path",
+            field="model",
+        )
+    path = Path(key)
+    if not path.exists():
+        raise UnknownNameError(
+            "model (name or checkpoint path)",
+            key,
+            [*SHIPPED, "<path to a .pt checkpoint or .onnx export>"],
+        )
+    return path
+
+
+def _torch_installed() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _resolve_device(device: str) -> str:
@@ -138,34 +183,70 @@ class EmotionModel:
 
 
 def load_model(
-    name_or_path: str | Path = "default", *, device: str = "auto", tta: str | None = None
+    name_or_path: str | Path = "default",
+    *,
+    device: str = "auto",
+    tta: str | None = None,
+    runtime: str = "auto",
 ) -> EmotionModel:
-    """Load a shipped model by name (``"default"``, ``"ferplus"``) or a checkpoint by path.
+    """Load a shipped model by name (``"default"``, ``"ferplus"``), a checkpoint or an export.
 
     ``tta`` defaults to the test-time augmentation recorded with the model (``none`` when it
     records none). Works offline: shipped weights live inside the installed package.
+
+    ``runtime``: ``torch`` runs checkpoints with PyTorch; ``onnx`` runs them with ONNX Runtime,
+    from the ``.onnx`` file of the same name beside the checkpoint when there is one, else from an
+    export made in memory; ``auto`` (default) is ``torch`` when PyTorch is installed and ``onnx``
+    otherwise. ``.onnx`` files always run with ONNX Runtime.
     """
+    if runtime not in RUNTIMES:
+        raise UnknownNameError("runtime", runtime, list(RUNTIMES))
+    key = str(name_or_path)
+    path = model_file(key)
+    name = key if key in SHIPPED else path.stem
+    if path.suffix.lower() == ".onnx":
+        if runtime == "torch":
+            raise DataError("is an ONNX export: load it with runtime 'onnx' or 'auto'", path=path)
+        return _load_onnx(path, device, tta, name)
+    if runtime == "auto" and not _torch_installed():
+        if not path.with_suffix(".onnx").is_file():
+            raise FerlabError(
+                f"PyTorch is not installed, and '{key}' is a PyTorch checkpoint with no .onnx "
+                f"export beside it: pip install torch, or export it where PyTorch is installed "
+                f"(ferlab export {key} --out {path.with_suffix('.onnx').name}) and load the "
+                ".onnx file"
+            )
+        runtime = "onnx"
+    if runtime == "onnx":
+        twin = path.with_suffix(".onnx")
+        return _load_onnx(twin if twin.is_file() else path, device, tta, name)
     from ferlab.engine.checkpoint import load_checkpoint
 
-    key = str(name_or_path)
-    shipped = shipped_models()
-    if key in SHIPPED:
-        if key not in shipped:
-            raise DataError(
-                f"the '{key}' model's weights are not in this install "
-                f"(expected ferlab/weights/{SHIPPED[key]}); reinstall ferlab or pass a "
-                "checkpoint path",
-                field="model",
-            )
-        path = shipped[key]
-    else:
-        path = Path(key)
-        if not path.exists():
-            raise UnknownNameError(
-                "model (name or checkpoint path)", key, [*SHIPPED, "<path to a .pt checkpoint>"]
-            )
     dev = _resolve_device(device)
     network, meta = load_checkpoint(path, device=dev)
-    meta.setdefault("name", key if key in SHIPPED else path.stem)
+    meta.setdefault("name", name)
     chosen = tta if tta is not None else meta.get("tta", "none")
     return EmotionModel(network, meta, device=dev, tta=chosen)
+
+
+def _load_onnx(path: Path, device: str, tta: str | None, name: str) -> EmotionModel:
+    """An ``.onnx`` file, or a checkpoint exported in memory, run by ONNX Runtime."""
+    from ferlab.export.runtime import load_onnx
+
+    if path.suffix.lower() == ".onnx":
+        return load_onnx(path, device=device, tta=tta, name=name)
+    if not _torch_installed():
+        raise FerlabError(
+            f"running the checkpoint {path} with ONNX Runtime exports it first, which needs "
+            "PyTorch: pip install torch, or load an .onnx file written by ferlab export"
+        )
+    from ferlab.engine.checkpoint import load_checkpoint
+    from ferlab.export.onnx_export import network_to_onnx, require_onnx
+
+    require_onnx()
+    network, meta = load_checkpoint(path, device="cpu")
+    meta["source"] = path.name
+    model = network_to_onnx(network, meta, dynamic_batch=True)
+    loaded = load_onnx(model.SerializeToString(), device=device, tta=tta, name=name)
+    loaded.meta["path"] = str(path)
+    return loaded

@@ -34,12 +34,21 @@ ModelOption = Annotated[
         "--model",
         "-m",
         metavar="NAME|PATH",
-        help="Emotion model: a shipped model name (default) or a checkpoint path.",
+        help="Emotion model: a shipped model name (default), a checkpoint or an .onnx export.",
     ),
 ]
 DetectorOption = Annotated[str, typer.Option("--detector", metavar="NAME", help=_DETECTOR_HELP)]
 DeviceOption = Annotated[
     str, typer.Option("--device", help="Where the model runs: auto, cpu or cuda.")
+]
+RuntimeOption = Annotated[
+    str,
+    typer.Option(
+        "--runtime",
+        metavar="NAME",
+        help="What runs the model: torch, onnx (ONNX Runtime; a checkpoint is exported on the "
+        "fly) or auto (torch when installed; .onnx files always run with ONNX Runtime).",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")]
 SmoothingOption = Annotated[
@@ -65,10 +74,10 @@ def register(app: typer.Typer) -> None:
     app.command("live")(live)
 
 
-def _recognizer(model: str, detector: str, device: str, **kwargs: Any) -> Recognizer:
+def _recognizer(model: str, detector: str, device: str, runtime: str, **kwargs: Any) -> Recognizer:
     from ferlab.recognize import Recognizer
 
-    return Recognizer(detector=detector, model=model, device=device, **kwargs)
+    return Recognizer(detector=detector, model=model, device=device, runtime=runtime, **kwargs)
 
 
 def _print_json(payload: dict[str, Any]) -> None:
@@ -92,6 +101,7 @@ def predict(
     model: ModelOption = "default",
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = "auto",
     json_out: JsonOption = False,
     csv: Annotated[
         Path | None, typer.Option("--csv", metavar="FILE", help="Write every face as a CSV row.")
@@ -107,7 +117,7 @@ def predict(
     ] = None,
 ) -> None:
     """Recognise the emotion of every face in photos, folders and videos."""
-    rec = _recognizer(model, detector, device)
+    rec = _recognizer(model, detector, device, runtime)
     sink = _AnnotationSink(annotate) if annotate is not None else None
     try:
         results = _recognize_all(rec, paths, json_out, sink)
@@ -284,10 +294,11 @@ def video(
     model: ModelOption = "default",
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = "auto",
     smoothing: SmoothingOption = 0.5,
 ) -> None:
     """Track faces through a video and recognise their emotions over time."""
-    rec = _recognizer(model, detector, device, smoothing=smoothing, every_n=every)
+    rec = _recognizer(model, detector, device, runtime, smoothing=smoothing, every_n=every)
     sink = _VideoSink(out, every) if out is not None else None
     try:
         results = _recognize_all(rec, [path], json_out, sink)
@@ -345,12 +356,13 @@ def live(
     model: ModelOption = "default",
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = "auto",
     smoothing: SmoothingOption = 0.5,
 ) -> None:
     """Recognise emotions live from a camera (window, or JSON lines without a display)."""
     from ferlab.recognize import has_display
 
-    rec = _recognizer(model, detector, device, smoothing=smoothing)
+    rec = _recognizer(model, detector, device, runtime, smoothing=smoothing)
     show = not json_out and has_display()
     if not show and not json_out:
         _err.print("[yellow]no display available: streaming JSON lines[/]")

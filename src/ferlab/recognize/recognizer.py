@@ -62,10 +62,11 @@ class EmotionClassifier(Protocol):
     def predict_proba(self, faces: np.ndarray) -> np.ndarray: ...
 
 
-def load_classifier(name: str, device: str = "auto") -> EmotionClassifier:
-    """Load a classifier by model name or checkpoint path with ``ferlab.load_model``.
+def load_classifier(name: str, device: str = "auto", runtime: str = "auto") -> EmotionClassifier:
+    """Load a classifier by model name, checkpoint or ``.onnx`` path with ``ferlab.load_model``.
 
-    Imported here, lazily, so that detection-only use never pays for torch.
+    Imported here, lazily, so that detection-only use never pays for torch. ``runtime``:
+    ``torch``, ``onnx`` (ONNX Runtime) or ``auto`` (see ``ferlab.load_model``).
     """
     try:
         from ferlab.predictor import load_model
@@ -76,7 +77,7 @@ def load_classifier(name: str, device: str = "auto") -> EmotionClassifier:
             f"cannot load model '{name}': this install has no ferlab.load_model; pass a "
             "classifier object with .labels and .predict_proba(faces) instead"
         ) from None
-    return load_model(name, device=device)
+    return load_model(name, device=device, runtime=runtime)
 
 
 class Recognizer:
@@ -90,6 +91,9 @@ class Recognizer:
             shipped FER2013 model), or any object with ``labels`` and ``predict_proba(faces)``.
         device: where a model loaded by name runs (``"auto"``, ``"cpu"``, ``"cuda"``); ignored
             for classifier objects.
+        runtime: what runs a model loaded by name: ``"torch"``, ``"onnx"`` (ONNX Runtime; a
+            checkpoint is exported on the fly unless an ``.onnx`` file of the same name lies
+            beside it) or ``"auto"`` (PyTorch when installed); ignored for classifier objects.
         align: level the eyes before cropping (see :mod:`~ferlab.recognize.align`).
         min_face: smallest face side to detect, in pixels of the original image.
         detect_size: longest side of the downscaled copy that detection scans.
@@ -117,10 +121,13 @@ class Recognizer:
         every_n: int = 1,
         max_age: int = 10,
         full_scan_every: int = 5,
+        runtime: str = "auto",
     ) -> None:
         self.detector = create_detector(detector, min_face=min_face, detect_size=detect_size)
         if isinstance(model, str | Path):
-            model = load_classifier(str(model), device=device)
+            # The runtime is passed only when chosen, so loaders that take (name, device) plug in.
+            chosen = {} if runtime == "auto" else {"runtime": runtime}
+            model = load_classifier(str(model), device=device, **chosen)
         if not isinstance(model, EmotionClassifier):
             raise FerlabError(
                 "model must be a model name, a checkpoint path or an object with .labels and "
