@@ -141,7 +141,8 @@ class LightMapper:
     ) -> None:
         if not (tau >= 0.0 and math.isfinite(tau)):
             raise FerlabError(f"light smoothing tau must be >= 0 seconds, got {tau}")
-        self.colors: dict[str, RGB] = {**DEFAULT_COLORS, **(colors or {})}
+        self.overrides = dict(colors or {})
+        self.colors: dict[str, RGB] = {**DEFAULT_COLORS, **self.overrides}
         for name, rgb in self.colors.items():
             if len(rgb) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in rgb):
                 raise FerlabError(f"colour of '{name}' must be three integers 0-255, got {rgb}")
@@ -154,7 +155,14 @@ class LightMapper:
         self._last_time: float | None = None
 
     def check_labels(self, labels: Sequence[str]) -> None:
-        """Fail early when the classifier has emotions this mapping has no colour for."""
+        """Fail early when the classifier has emotions this mapping has no colour for, or a
+        colour was given for a name that is not one of its emotions (a typo, most likely)."""
+        unknown = [name for name in self.overrides if name not in labels]
+        if unknown:
+            raise FerlabError(
+                f"a light colour was given for '{unknown[0]}', which is not one of the model's "
+                f"emotions: {', '.join(labels)}"
+            )
         missing = [label for label in labels if label not in self.colors]
         if missing:
             raise FerlabError(

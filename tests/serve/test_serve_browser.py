@@ -67,7 +67,7 @@ def server() -> str:
         yield url
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser(camera_file):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(

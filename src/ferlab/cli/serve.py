@@ -133,7 +133,7 @@ def serve(
         webhook_url=webhook,
         webhook_interval=webhook_interval,
     )
-    # Built here rather than in the app's lifespan so that a bad model name is one clear line.
+    # Loaded here rather than in the app's lifespan so that a bad model name is one clear line.
     rec = Recognizer(detector=detector, model=model, device=device, smoothing=smoothing)
     app = create_app(recognizer=rec, settings=settings)
     if not _is_loopback(host) and api_key is None:

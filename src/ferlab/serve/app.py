@@ -53,19 +53,24 @@ def create_app(
         smoothing: weight of the newest frame in each streamed face's moving average.
     """
     settings = settings or ServeSettings()
+    # A ready recognizer is checked against the settings now, so that a mistake (a light colour
+    # for an emotion the model lacks) is an error here rather than a failed server start.
+    ready = Service(recognizer, settings) if recognizer is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from ferlab.recognize import Recognizer
 
-        rec = recognizer or Recognizer(
-            detector=detector, model=model, device=device, smoothing=smoothing
+        service = ready or Service(
+            Recognizer(detector=detector, model=model, device=device, smoothing=smoothing),
+            settings,
         )
-        app.state.service = Service(rec, settings)
+        app.state.service = service
+        service.open()
         try:
             yield
         finally:
-            app.state.service.close()
+            service.close()
 
     app = FastAPI(
         title="ferlab",

@@ -38,19 +38,29 @@ class Service:
         self.version = __version__
         self.light_template = LightMapper(settings.light_colors, tau=settings.light_tau)
         self.light_template.check_labels(recognizer.labels)
-        self.webhook = (
-            WebhookSink(settings.webhook_url, min_interval=settings.webhook_interval)
-            if settings.webhook_url
-            else None
-        )
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferlab-recognize")
+        if settings.webhook_url:  # checks the URL now; the sink itself is opened with the app
+            WebhookSink(settings.webhook_url).close()
+        self.webhook: WebhookSink | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self.pending = 0
         self.streams = 0
 
+    def open(self) -> None:
+        """Start the recognition thread and the webhook (the application's startup)."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferlab-recognize")
+        if self.settings.webhook_url:
+            self.webhook = WebhookSink(
+                self.settings.webhook_url, min_interval=self.settings.webhook_interval
+            )
+
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Finish the work in progress and stop (the application's shutdown)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
         if self.webhook is not None:
             self.webhook.close()
+            self.webhook = None
 
     def new_light(self) -> LightMapper:
         """A light of its own for one stream, with the service's colours and smoothing."""
@@ -63,6 +73,8 @@ class Service:
             raise ApiError(
                 503, f"server busy: {self.pending} requests in progress; retry in a moment"
             )
+        if self._executor is None:
+            raise ApiError(503, "the service is not running (starting up or shutting down)")
         self.pending += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
