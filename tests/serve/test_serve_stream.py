@@ -17,7 +17,7 @@ from ferlab.light import LightMapper
 from ferlab.recognize import Recognizer, decode_image
 from ferlab.serve import ServeSettings, create_app
 from tests.recognize.recognize_helpers import BrightnessClassifier
-from tests.serve.serve_helpers import SlowClassifier, jpeg, live_server, photo
+from tests.serve.serve_helpers import FailingClassifier, SlowClassifier, jpeg, live_server, photo
 
 
 def ws_url(base: str, path: str = "/v1/stream") -> str:
@@ -129,3 +129,12 @@ def test_api_key_and_stream_limit(face):
         with connect(ws_url(url), additional_headers={"X-API-Key": "k"}) as ws:
             ws.send(jpeg(photo(face)))
             assert len(json.loads(ws.recv(timeout=30))["faces"]) == 1
+
+
+def test_a_server_bug_is_reported_without_details(face):
+    with live_server(create_app(FailingClassifier())) as url, connect(ws_url(url)) as ws:
+        for _ in range(2):  # and the stream goes on
+            ws.send(jpeg(photo(face)))
+            error = json.loads(ws.recv(timeout=30))
+            assert error["type"] == "error" and "server log" in error["message"]
+            assert "secret" not in error["message"]

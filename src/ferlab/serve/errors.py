@@ -19,9 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ferlab.errors import FerlabError
 
-__all__ = ["ApiError", "ErrorBody", "install_error_handlers"]
+__all__ = ["INTERNAL_ERROR", "ApiError", "ErrorBody", "install_error_handlers"]
 
 log = logging.getLogger("ferlab.serve")
+
+#: All a client learns of an unexpected failure.
+INTERNAL_ERROR = "internal server error (the server log has the details)"
 
 #: Short machine-readable codes of the statuses the service uses.
 _CODES = {
@@ -104,4 +107,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error in %s", request.url.path)
-        return error_response(500, "internal server error (the server log has the details)")
+        return error_response(500, INTERNAL_ERROR)

@@ -28,7 +28,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from ferlab.errors import DataError
 from ferlab.recognize import decode_image
-from ferlab.serve.errors import ApiError
+from ferlab.serve.errors import INTERNAL_ERROR, ApiError, log
 from ferlab.serve.schemas import StreamFrame
 from ferlab.serve.security import key_matches
 from ferlab.serve.service import Service
@@ -152,6 +152,10 @@ class _Session:
                     self.dropped += 1
                     continue
                 await self._send({"type": "error", "frame": index, "message": exc.message})
+                continue
+            except Exception:
+                log.exception("stream frame %d failed", index)
+                await self._send({"type": "error", "frame": index, "message": INTERNAL_ERROR})
                 continue
             self.processed += 1
             answer.received = self.received
