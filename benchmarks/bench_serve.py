@@ -4,8 +4,8 @@ Workload: a 640×480 JPEG photo with one FER2013 face (Training row 8, 160 px) o
 background for ``/v1/predict``, and a short "webcam" clip of that face drifting across the frame
 for ``/v1/stream``.
 
-The server runs in a forked child process (so client and server do not share one interpreter
-lock), with uvicorn on localhost. Measured in one run, side by side:
+The server runs in a separate (spawned) process, so client and server do not share one
+interpreter lock, with uvicorn on localhost. Measured in one run, side by side:
 
 * **in-process reference**: the same :class:`~ferlab.recognize.Recognizer` called directly on
   the same JPEG bytes (decode + recognise + the JSON dictionary), one call after another; the
@@ -86,15 +86,19 @@ def build_recognizer(model: str) -> tuple[Recognizer, str]:
     return Recognizer(model=classifier), described
 
 
-def serve_forever(rec: Recognizer, sock: socket.socket, threads: int) -> None:
-    """Child process: run the service on an already bound socket."""
+def serve_forever(model: str, port: int, threads: int) -> None:
+    """Child process: build the same recognizer and serve it on ``port``.
+
+    A spawned process, not a forked one: OpenCV's and OpenMP's thread pools are not made to
+    survive a fork, and the server should run as ``ferlab serve`` would.
+    """
     import uvicorn
 
     from ferlab.serve import create_app
 
     torch.set_num_threads(threads)
-    config = uvicorn.Config(create_app(recognizer=rec), log_level="error")
-    uvicorn.Server(config).run(sockets=[sock])
+    rec, _ = build_recognizer(model)
+    uvicorn.run(create_app(recognizer=rec), host="127.0.0.1", port=port, log_level="error")
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -208,11 +212,12 @@ def main() -> None:
     rec, described = build_recognizer(args.model)
     console.print(f"classifier: {described}; photo {len(photo) / 1024:.0f} kB")
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = mp.get_context("fork").Process(
-        target=serve_forever, args=(rec, sock, args.torch_threads), daemon=True
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    server = mp.get_context("spawn").Process(
+        target=serve_forever, args=(args.model, port, args.torch_threads), daemon=True
     )
     server.start()
     try:
@@ -324,7 +329,7 @@ def write_section(args, described: str, load: float, rows: dict) -> None:  # noq
         f"Ratio: one HTTP client gets **{one[0] / ref[0]:.2f}×** the in-process rate "
         f"({1000 / one[0] - 1000 / ref[0]:.1f} ms of HTTP, multipart and JSON per request); "
         f"{args.clients} concurrent clients get {many[0] / ref[0]:.2f}× (the server recognises "
-        "one image at a time, so the extra clients wait: higher latency, same throughput).",
+        "one image at a time, so extra clients add waiting time, not throughput).",
         "",
         f"Stream: lock-step **{lock[0]:.1f} frames/s** against {rows['track_fps']:.1f} frames/s "
         f"for the recognizer's video mode in-process on the same JPEG frames "

@@ -46,6 +46,7 @@ __all__ = [
     "LightSink",
     "StdoutSink",
     "WebhookSink",
+    "check_webhook_url",
     "parse_color",
     "parse_color_overrides",
 ]
@@ -262,9 +263,7 @@ class WebhookSink:
         headers: Mapping[str, str] | None = None,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
-        scheme = url.split(":", 1)[0].lower() if ":" in url else ""
-        if scheme not in ("http", "https") or "//" not in url:
-            raise DataError("webhook URL must start with http:// or https://", field="url")
+        check_webhook_url(url)
         if min_interval < 0 or timeout <= 0:
             raise FerlabError(
                 f"webhook min_interval must be >= 0 and timeout > 0, got {min_interval}, {timeout}"
@@ -336,6 +335,17 @@ class WebhookSink:
         if message != self.last_error:
             self.on_error(f"webhook {self.url}: {message}")
         self.last_error = message
+
+
+def check_webhook_url(url: str) -> None:
+    """Only web URLs: urllib would also open ``file://`` and ``ftp://`` ones.
+
+    Raises:
+        DataError: the URL is not ``http://`` or ``https://``.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest:
+        raise DataError("webhook URL must start with http:// or https://", field="url")
 
 
 def _print_error(message: str) -> None:

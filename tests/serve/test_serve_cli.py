@@ -66,3 +66,7 @@ def test_serve_usage_errors_are_one_line(checkpoint, capsys):
     assert code == 2 and "unknown model" in err and "Traceback" not in err
     code, _, err = run(["serve", "--color", "joy=#ffffff", "--model", str(checkpoint)], capsys)
     assert code == 2 and "'joy'" in err and "happy" in err
+    code, _, err = run(
+        ["serve", "--webhook", "file:///etc/passwd", "--model", str(checkpoint)], capsys
+    )
+    assert code == 2 and "http:// or https://" in err

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ferlab import __version__
-from ferlab.light import LightMapper, WebhookSink
+from ferlab.light import LightMapper, WebhookSink, check_webhook_url
 from ferlab.recognize import FrameResult, HaarDetector, Recognizer, decode_image
 from ferlab.recognize.align import FER_SIZE
 from ferlab.serve.errors import ApiError
@@ -38,8 +38,8 @@ class Service:
         self.version = __version__
         self.light_template = LightMapper(settings.light_colors, tau=settings.light_tau)
         self.light_template.check_labels(recognizer.labels)
-        if settings.webhook_url:  # checks the URL now; the sink itself is opened with the app
-            WebhookSink(settings.webhook_url).close()
+        if settings.webhook_url:  # the sink itself is opened with the application
+            check_webhook_url(settings.webhook_url)
         self.webhook: WebhookSink | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.pending = 0
