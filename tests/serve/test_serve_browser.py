@@ -8,6 +8,7 @@ must show boxes and labels for both and its light swatch must change colour betw
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -92,7 +93,8 @@ def open_page(browser, url: str):
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url)
-    page.wait_for_function("document.getElementById('model').textContent.startsWith('model')")
+    # A locator wait, not wait_for_function: the page's CSP forbids the eval() that polls with.
+    page.locator("#model", has_text=re.compile(r"^model ")).wait_for()
     return page, errors
 
 
