@@ -16,7 +16,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ferlab.cli.predict import DetectorOption, DeviceOption, ModelOption, SmoothingOption
+from ferlab.cli.predict import (
+    DetectorOption,
+    DeviceOption,
+    ModelOption,
+    RuntimeOption,
+    SmoothingOption,
+    _recognizer,
+)
 from ferlab.errors import FerlabError
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -83,6 +90,7 @@ def serve(
     model: ModelOption = "default",
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = "auto",
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -120,7 +128,6 @@ def serve(
     import uvicorn
 
     from ferlab.light import parse_color_overrides
-    from ferlab.recognize import Recognizer
     from ferlab.serve import ServeSettings, create_app
 
     settings = ServeSettings(
@@ -134,7 +141,7 @@ def serve(
         webhook_interval=webhook_interval,
     )
     # Loaded here rather than in the app's lifespan so that a bad model name is one clear line.
-    rec = Recognizer(detector=detector, model=model, device=device, smoothing=smoothing)
+    rec = _recognizer(model, detector, device, runtime, smoothing=smoothing)
     app = create_app(recognizer=rec, settings=settings)
     if not _is_loopback(host) and api_key is None:
         _err.print(
@@ -186,6 +193,7 @@ def light(
     model: ModelOption = "default",
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = "auto",
     smoothing: SmoothingOption = 0.5,
     color: ColorOption = None,
     light_tau: TauOption = 1.0,
@@ -199,14 +207,13 @@ def light(
         WebhookSink,
         parse_color_overrides,
     )
-    from ferlab.recognize import Recognizer
 
     if sink not in ("stdout", "webhook"):
         raise FerlabError(f"--sink must be stdout or webhook, got '{sink}'")
     if sink == "webhook" and not url:
         raise FerlabError("--sink webhook needs --url http://...")
     mapper = LightMapper(parse_color_overrides(color or []), tau=light_tau)
-    rec = Recognizer(detector=detector, model=model, device=device, smoothing=smoothing)
+    rec = _recognizer(model, detector, device, runtime, smoothing=smoothing)
     mapper.check_labels(rec.labels)
     webhook = (
         WebhookSink(

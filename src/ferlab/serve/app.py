@@ -40,6 +40,7 @@ def create_app(
     settings: ServeSettings | None = None,
     detector: str = "haar",
     device: str = "auto",
+    runtime: str = "auto",
     smoothing: float = 0.5,
 ) -> FastAPI:
     """Build the service's application (run it with uvicorn, or ``ferlab serve``).
@@ -48,7 +49,7 @@ def create_app(
         model: a name or checkpoint path for ``ferlab.load_model``, or a classifier object;
             loaded once, when the application starts (its lifespan).
         recognizer: a ready :class:`~ferlab.recognize.Recognizer` to use instead of building
-            one from ``model``, ``detector``, ``device`` and ``smoothing``.
+            one from ``model``, ``detector``, ``device``, ``runtime`` and ``smoothing``.
         settings: limits, API key and light settings (:class:`ServeSettings`).
         smoothing: weight of the newest frame in each streamed face's moving average.
     """
@@ -62,7 +63,13 @@ def create_app(
         from ferlab.recognize import Recognizer
 
         service = ready or Service(
-            Recognizer(detector=detector, model=model, device=device, smoothing=smoothing),
+            Recognizer(
+                detector=detector,
+                model=model,
+                device=device,
+                runtime=runtime,
+                smoothing=smoothing,
+            ),
             settings,
         )
         app.state.service = service
