@@ -335,3 +335,17 @@ def test_shipped_default_model(face):
             f"{url}/v1/predict", files={"file": ("f.jpg", jpeg(photo(face)))}, timeout=60
         )
         assert len(r.json()["faces"]) == 1
+
+
+def test_onnx_runtime_serves_the_same_predictions(client, checkpoint, face):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed")
+    data = jpeg(photo(face))
+    torch_faces = upload(client, data).json()["faces"]
+    with live_server(create_app(str(checkpoint), runtime="onnx")) as url:
+        files = {"file": ("f.jpg", data, "image/jpeg")}
+        onnx_faces = httpx.post(f"{url}/v1/predict", files=files, timeout=60).json()["faces"]
+        explain = httpx.post(f"{url}/v1/explain", files=files, timeout=60)
+    assert [f["box"] for f in onnx_faces] == [f["box"] for f in torch_faces]
+    for o, t in zip(onnx_faces, torch_faces, strict=True):
+        assert o["scores"] == pytest.approx(t["scores"], abs=1e-3)
+    assert_error(explain, 501, "not_implemented", "--runtime torch")

@@ -98,15 +98,23 @@ class Service:
 
     def explainer(self) -> tuple[Callable[..., Any], Callable[..., Any]] | str:
         """``ferlab.explain``'s ``(face_heatmap, overlay_heatmap)``, or why there are none."""
-        if not hasattr(self.recognizer.classifier, "network"):
+        network = getattr(self.recognizer.classifier, "network", None)
+        if network is None:
             return (
                 "explanations need a ferlab model (ferlab.load_model); this server's classifier "
                 f"is a {type(self.recognizer.classifier).__name__}"
             )
         try:
+            from torch import nn
+
             from ferlab.explain import face_heatmap, overlay_heatmap
         except ImportError as exc:
-            return f"explanations need ferlab.explain, which this install lacks ({exc})"
+            return f"explanations need ferlab.explain and PyTorch, which this install lacks ({exc})"
+        if not isinstance(network, nn.Module):
+            return (
+                "explanations need the model run by PyTorch (Grad-CAM takes gradients); this "
+                f"server runs it with {type(network).__name__} (start it with --runtime torch)"
+            )
         return face_heatmap, overlay_heatmap
 
     def explain(self, data: bytes, name: str) -> dict[str, Any]:
