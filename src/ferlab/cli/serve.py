@@ -158,7 +158,8 @@ def serve(
         host=host,
         port=port,
         log_level=log_level,
-        ws_max_size=settings.max_upload_bytes + 1024,
+        # Frames up to twice the limit get an error message; larger ones close the stream (1009).
+        ws_max_size=2 * settings.max_upload_bytes,
         timeout_graceful_shutdown=5,
     )
 
