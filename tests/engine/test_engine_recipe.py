@@ -110,4 +110,6 @@ def test_every_shipped_recipe_loads_and_names_a_registered_model():
         if recipe.model.name != "face_vgg19" and not recipe.paper.source.startswith("ferlab"):
             assert recipe.paper.reported_accuracy is not None, path.name
         if recipe.model.face_checkpoint:
-            assert recipe.model.face_checkpoint.endswith("meen_face_vgg19/best.pt"), path.name
+            assert recipe.model.face_checkpoint.endswith(
+                ("meen_face_vgg19/best.pt", "meen_small_face/best.pt")
+            ), path.name

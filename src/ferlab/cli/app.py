@@ -78,9 +78,20 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("[yellow]aborted[/]")
         sys.exit(1)
     except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
+        if isinstance(exc, _usage_errors()):
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Click's usage-error classes: recent typer releases vendor their own copy of click, whose
+    errors (e.g. a value below an option's ``min``) are not ``click.ClickException``."""
+    import click
+
+    found: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException
+    except ImportError:
+        return tuple(found)
+    return (*found, ClickException)

@@ -46,19 +46,25 @@ def _passive_openmp() -> None:
 
 
 def _resolve_recipe(spec: str) -> Any:
-    """A recipe from a YAML path, or the default recipe of a registered model name."""
+    """A recipe from a YAML path, ``face`` (Meen et al.'s face / non-face network), or the
+    default recipe of a registered model name."""
     from ferlab.engine.recipe import default_recipe, load_recipe
     from ferlab.models import list_models
 
     path = Path(spec)
     if path.is_file():
         return load_recipe(path)
+    if spec == "face":
+        from ferlab.engine.face_network import face_recipe
+
+        return face_recipe()
     if path.suffix.lower() in (".yaml", ".yml") or path.parent != Path("."):
         raise DataError("recipe file not found", path=path)
     names = list_models()
     if spec not in names:
         raise FerlabError(
             f"'{spec}' is neither a recipe file nor a registered model; models: {', '.join(names)}"
+            " (or face: the face / non-face network)"
         )
     return default_recipe(spec)
 
@@ -70,7 +76,10 @@ def _choice(value: str | None, choices: tuple[str, ...], option: str) -> None:
 
 def train_cmd(
     recipe_or_model: str = typer.Argument(
-        ..., metavar="RECIPE_OR_MODEL", help="A recipe YAML file, or a registered model name."
+        ...,
+        metavar="RECIPE_OR_MODEL",
+        help="A recipe YAML file, a registered model name, or face (the face / non-face "
+        "network of the facial-attention models).",
     ),
     data: Path | None = typer.Option(
         None, "--data", help="Dataset path (default: the recipe's data.path)."

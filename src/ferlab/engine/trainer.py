@@ -51,6 +51,7 @@ from ferlab.engine import distributed as D
 from ferlab.engine.augment import BatchAugment, Preprocess, equalize_hist, norm_stats
 from ferlab.engine.checkpoint import FORMAT, FORMAT_VERSION, atomic_save, build_model
 from ferlab.engine.evaluate import confusion_matrix, metrics_from_confusion, predict_proba
+from ferlab.engine.face_network import load_face_network
 from ferlab.engine.losses import batch_targets, loss_fn, target_mode
 from ferlab.engine.recipe import Recipe, parse_duration, recipe_from_dict, save_recipe
 from ferlab.engine.schedule import LRSchedule
@@ -151,9 +152,13 @@ class _Ema:
         self.updates += 1
         # Ramp the decay up so early, untrained weights fade quickly (as in timm's ModelEmaV2).
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        ema_p = [p for p in self.module.parameters()]
-        src_p = [p.detach() for p in model.parameters()]
-        torch._foreach_lerp_(ema_p, src_p, 1 - d)
+        # Frozen parameters (a facial-attention model's face network) are left as they are.
+        pairs = [
+            (e, p.detach())
+            for e, p in zip(self.module.parameters(), model.parameters(), strict=True)
+            if p.requires_grad
+        ]
+        torch._foreach_lerp_([e for e, _ in pairs], [p for _, p in pairs], 1 - d)
         for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
             b_ema.copy_(b)
 
@@ -447,8 +452,10 @@ class _Trainer:
                 "input_size": self.pre.crop,
             }
         model = build_model(r.model.name, self.model_kwargs)
+        # The frozen face network's provenance; its weights are in the model's state_dict.
+        self.face_network = None if ckpt is None else ckpt.get("face_network")
         if r.model.face_checkpoint and ckpt is None:
-            _load_face_network(model, r.model.face_checkpoint)
+            self.face_network = load_face_network(model, r.model.face_checkpoint, self.pre)
         model.to(self.device)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -532,6 +539,7 @@ class _Trainer:
             "input_size": (1, self.pre.crop, self.pre.crop),
             "preprocess": self.pre.to_dict(),
             "recipe": self.r.to_dict(),
+            **({"face_network": self.face_network} if self.face_network else {}),
         }
 
     def _usable_weights(self) -> dict[str, torch.Tensor]:
@@ -1004,27 +1012,3 @@ class _Trainer:
 
 def _brief(m: dict | None) -> dict | None:
     return None if m is None else {k: m[k] for k in ("accuracy", "macro_f1", "per_class", "n")}
-
-
-def _load_face_network(model: nn.Module, path: str) -> None:
-    """Load a trained face/non-face checkpoint into a facial-attention model's face network.
-
-    The model exposes its face network as ``face_net``; the weights are loaded from a ferlab
-    checkpoint's ``state_dict`` and frozen (the face network's own training is separate).
-    """
-    from ferlab.engine.checkpoint import read_checkpoint
-
-    face = getattr(model, "face_net", None)
-    if face is None:
-        raise FerlabError(
-            f"model.face_checkpoint is set but model {type(model).__name__} has no face network"
-        )
-    ckpt = read_checkpoint(path)
-    try:
-        face.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise DataError(
-            f"weights do not fit the face network: {str(exc).splitlines()[0][:200]}", path=path
-        ) from None
-    face.requires_grad_(False)
-    face.eval()

@@ -10,7 +10,11 @@ Origin
     require gradients, its features are computed without autograd, and it stays in eval mode (batch
     norm running statistics fixed) even when the whole model is put in train mode. A fresh face
     network of the same width is built when none is given; train one with ``face_vgg19`` on the
-    face / non-face data and pass it as ``face_net``.
+    face / non-face data and pass it as ``face_net`` (or name its checkpoint in a recipe's
+    ``model.face_checkpoint``, :mod:`ferlab.engine.face_network`). The face network was
+    trained on its own data's normalisation: ``set_face_input_normalization`` maps the model's
+    input onto it (two buffers saved with the weights). ``attention_maps(x)`` returns the maps a
+    model applies, for figures like the paper's Figs. 3 and 4 (``docs/facial_attention.md``).
 
 Model 1 (:func:`facial_attention_m1`)
     "The facial features are represented by a (512, 5, 5) feature tensor" (the face network's
@@ -190,6 +194,31 @@ class _FaceAttentionModel(FERModel):
 
     face_net: VGG | None
     emotion_net: VGG
+    face_input_scale: torch.Tensor
+    face_input_shift: torch.Tensor
+
+    def _set_face_net(self, face_net: VGG | None) -> None:
+        self.face_net = face_net
+        if face_net is not None:
+            # The face network was trained on its own data set, normalised with that set's
+            # statistics; these buffers map this model's input onto them (identity until
+            # set_face_input_normalization) and travel with the weights in every checkpoint.
+            self.register_buffer("face_input_scale", torch.tensor(1.0))
+            self.register_buffer("face_input_shift", torch.tensor(0.0))
+
+    def set_face_input_normalization(
+        self, mean: float, std: float, face_mean: float, face_std: float
+    ) -> None:
+        """Feed the face network what it was trained on.
+
+        The model's input is normalised with the emotion data's ``mean`` and ``std``; the face
+        network expects ``(image - face_mean) / face_std``, i.e. ``x · std / face_std +
+        (mean - face_mean) / face_std`` (all on the [0, 1] pixel scale).
+        """
+        if self.face_net is None:
+            raise FerlabError(f"{type(self).__name__} has no face network to normalise for")
+        self.face_input_scale.fill_(std / face_std)
+        self.face_input_shift.fill_((mean - face_mean) / face_std)
 
     def train(self, mode: bool = True) -> _FaceAttentionModel:
         super().train(mode)
@@ -201,6 +230,7 @@ class _FaceAttentionModel(FERModel):
     def _face_features(self, x: torch.Tensor, last: int) -> list[torch.Tensor]:
         assert self.face_net is not None
         with torch.no_grad():
+            x = x * self.face_input_scale + self.face_input_shift
             return self.face_net.stage_outputs(x, last)
 
     def _emotion_vgg(self, emotion_in: int, *, width: float, drop_rate: float) -> VGG:
@@ -240,7 +270,8 @@ class FacialAttentionNet(_FaceAttentionModel):
         self.input_size = resolve_input_size(
             in_chans, input_size, (44, 44), 32, "facial attention model"
         )
-        self.face_net = _frozen_face_net(face_net, in_chans, width)
+        self._set_face_net(_frozen_face_net(face_net, in_chans, width))
+        assert self.face_net is not None
         self.attention = FeatureMapAttention(
             self.face_net.stage_channels[FACE_FEATURE_STAGE - 1],
             features=features,
@@ -254,6 +285,17 @@ class FacialAttentionNet(_FaceAttentionModel):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         facial = self._face_features(x, FACE_FEATURE_STAGE)[-1]
         return self.emotion_net.forward_features(self.attention(x, facial))
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the attention does to ``x``, for figures such as the paper's Figs. 3 and 4.
+
+        ``"facial"``: the face network's maps as the model uses them (B×k×5×5 on 44×44 input,
+        averaged, reduced or softmax-weighted); ``"input"``: the attended input the emotion
+        network classifies (B×C'×H×W, e.g. ``(1 + ffeats) · img`` for Eq. 2).
+        """
+        facial = self._face_features(x, FACE_FEATURE_STAGE)[-1]
+        return {"facial": self.attention.attention_maps(facial), "input": self.attention(x, facial)}
 
 
 class MultiStageAttentionNet(_FaceAttentionModel):
@@ -287,9 +329,9 @@ class MultiStageAttentionNet(_FaceAttentionModel):
         if mode == "emotion":
             if face_net is not None:
                 raise FerlabError("Model 3 mode 'emotion' uses no face network; drop face_net")
-            self.face_net = None
+            self._set_face_net(None)
         else:
-            self.face_net = _frozen_face_net(face_net, in_chans, width)
+            self._set_face_net(_frozen_face_net(face_net, in_chans, width))
 
         # "separately" stacks the image as attended by each of the three facial maps.
         emotion_in = in_chans * len(ATTENTION_STAGES) if mode == "separately" else in_chans
@@ -342,24 +384,41 @@ class MultiStageAttentionNet(_FaceAttentionModel):
         return facial * emotion
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._attend(x, None)
+
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted attention maps of ``x``, for figures (each B×1×h×w at its source's size).
+
+        ``"stage{s}"`` (s = 2, 3, 4): the map applied to the emotion network's stage-*s* output;
+        with ``mode="separately"`` also ``"input{s}"``: the face network's stage-*s* map applied
+        to the image.
+        """
+        maps: dict[str, torch.Tensor] = {}
+        self._attend(x, maps)
+        return maps
+
+    def _attend(self, x: torch.Tensor, maps: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        """The attended emotion features; the maps used go into ``maps`` when one is given."""
         facial = None
         if self.face_net is not None:
             facial = self._face_features(x, max(ATTENTION_STAGES))
         if self.input_attention is not None:
             assert facial is not None
-            x = torch.cat(
-                [
-                    att(x, facial[s - 1])
-                    for att, s in zip(self.input_attention, ATTENTION_STAGES, strict=True)
-                ],
-                dim=1,
-            )
+            attended = []
+            for att, s in zip(self.input_attention, ATTENTION_STAGES, strict=True):
+                attended.append(att(x, facial[s - 1]))
+                if maps is not None:
+                    maps[f"input{s}"] = att.attention_maps(facial[s - 1])
+            x = torch.cat(attended, dim=1)
         attend = dict(zip(ATTENTION_STAGES, self.stage_attention, strict=True))
         for stage_no, stage in enumerate(self.emotion_net.stages, start=1):
             x = stage(x)
             if stage_no in attend:
                 source = self._attention_source(x, None if facial is None else facial[stage_no - 1])
                 x = attend[stage_no](x, source)
+                if maps is not None:
+                    maps[f"stage{stage_no}"] = attend[stage_no].attention_maps(source)
             x = self.emotion_net.pool(x)
         return x
 
