@@ -206,7 +206,7 @@ def test_eq2_with_zero_facial_features_is_the_plain_image_path() -> None:
     model.eval()
     x = torch.randn(3, *model.input_size)
     with torch.no_grad():
-        assert not model.attention_maps(x)["facial"].any()
+        assert not model.face_net.stage_outputs(x, 4)[-1].any()
         assert torch.equal(model(x), model.emotion_net(x))
 
 
@@ -216,45 +216,12 @@ def test_the_face_network_gets_its_own_normalisation() -> None:
     model = create_model("facial_attention_m1", **SMALL).eval()
     pixels = torch.rand(2, 1, 44, 44)
     model.set_face_input_normalization(mean=0.5, std=0.25, face_mean=0.4, face_std=0.2)
+    seen = model._face_features((pixels - 0.5) / 0.25, 4)
     with torch.no_grad():
-        seen = model.attention_maps((pixels - 0.5) / 0.25)["facial"]
-        expected = model.attention.attention_maps(
-            model.face_net.stage_outputs((pixels - 0.4) / 0.2, 4)[-1]
-        )
-    torch.testing.assert_close(seen, expected)
+        expected = model.face_net.stage_outputs((pixels - 0.4) / 0.2, 4)
+    for got, want in zip(seen, expected, strict=True):
+        torch.testing.assert_close(got, want)
     assert {"face_input_scale", "face_input_shift"} <= set(model.state_dict())
     emotion_only = create_model("facial_attention_m3", mode="emotion", **SMALL)
     with pytest.raises(FerlabError, match="no face network"):
         emotion_only.set_face_input_normalization(0.5, 0.25, 0.4, 0.2)
-
-
-def test_model1_attention_maps_are_what_the_emotion_network_classifies() -> None:
-    torch.manual_seed(0)
-    model = create_model("facial_attention_m2", features="all", combine="concat", **SMALL).eval()
-    x = torch.randn(2, *model.input_size)
-    maps = model.attention_maps(x)
-    assert maps["facial"].shape == (2, 128, 5, 5)  # softmax-weighted, quarter width
-    assert maps["input"].shape == (2, 129, 44, 44)
-    with torch.no_grad():
-        assert torch.equal(model(x), model.emotion_net(maps["input"]))
-
-
-@pytest.mark.parametrize(
-    ("mode", "keys"),
-    [
-        ("facial", {"stage2", "stage3", "stage4"}),
-        ("separately", {"input2", "input3", "input4", "stage2", "stage3", "stage4"}),
-    ],
-)
-def test_model3_attention_maps_name_each_stage(mode: str, keys: set[str]) -> None:
-    torch.manual_seed(0)
-    model = create_model("facial_attention_m3", mode=mode, **SMALL).eval()
-    x = torch.randn(2, *model.input_size)
-    maps = model.attention_maps(x)
-    assert set(maps) == keys
-    sizes = {2: 22, 3: 11, 4: 5}  # each stage's map on 44×44 input
-    for key, value in maps.items():
-        side = sizes[int(key[-1])]
-        assert value.shape == (2, 1, side, side), key
-    with torch.no_grad():  # recording the maps does not change the forward pass
-        assert torch.equal(model.forward_features(x), model._attend(x, {}))

@@ -13,8 +13,8 @@ Origin
     face / non-face data and pass it as ``face_net`` (or name its checkpoint in a recipe's
     ``model.face_checkpoint``, :mod:`ferlab.engine.face_network`). The face network was
     trained on its own data's normalisation: ``set_face_input_normalization`` maps the model's
-    input onto it (two buffers saved with the weights). ``attention_maps(x)`` returns the maps a
-    model applies, for figures like the paper's Figs. 3 and 4 (``docs/facial_attention.md``).
+    input onto it (two buffers saved with the weights). :func:`ferlab.explain.facial_attention_maps`
+    draws the maps a model applies, like the paper's Figs. 3 and 4 (``docs/facial_attention.md``).
 
 Model 1 (:func:`facial_attention_m1`)
     "The facial features are represented by a (512, 5, 5) feature tensor" (the face network's
@@ -286,17 +286,6 @@ class FacialAttentionNet(_FaceAttentionModel):
         facial = self._face_features(x, FACE_FEATURE_STAGE)[-1]
         return self.emotion_net.forward_features(self.attention(x, facial))
 
-    @torch.no_grad()
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """What the attention does to ``x``, for figures such as the paper's Figs. 3 and 4.
-
-        ``"facial"``: the face network's maps as the model uses them (B×k×5×5 on 44×44 input,
-        averaged, reduced or softmax-weighted); ``"input"``: the attended input the emotion
-        network classifies (B×C'×H×W, e.g. ``(1 + ffeats) · img`` for Eq. 2).
-        """
-        facial = self._face_features(x, FACE_FEATURE_STAGE)[-1]
-        return {"facial": self.attention.attention_maps(facial), "input": self.attention(x, facial)}
-
 
 class MultiStageAttentionNet(_FaceAttentionModel):
     """Model 3: weighted attention maps from three stages, applied inside the emotion network."""
@@ -384,41 +373,24 @@ class MultiStageAttentionNet(_FaceAttentionModel):
         return facial * emotion
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self._attend(x, None)
-
-    @torch.no_grad()
-    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted attention maps of ``x``, for figures (each B×1×h×w at its source's size).
-
-        ``"stage{s}"`` (s = 2, 3, 4): the map applied to the emotion network's stage-*s* output;
-        with ``mode="separately"`` also ``"input{s}"``: the face network's stage-*s* map applied
-        to the image.
-        """
-        maps: dict[str, torch.Tensor] = {}
-        self._attend(x, maps)
-        return maps
-
-    def _attend(self, x: torch.Tensor, maps: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        """The attended emotion features; the maps used go into ``maps`` when one is given."""
         facial = None
         if self.face_net is not None:
             facial = self._face_features(x, max(ATTENTION_STAGES))
         if self.input_attention is not None:
             assert facial is not None
-            attended = []
-            for att, s in zip(self.input_attention, ATTENTION_STAGES, strict=True):
-                attended.append(att(x, facial[s - 1]))
-                if maps is not None:
-                    maps[f"input{s}"] = att.attention_maps(facial[s - 1])
-            x = torch.cat(attended, dim=1)
+            x = torch.cat(
+                [
+                    att(x, facial[s - 1])
+                    for att, s in zip(self.input_attention, ATTENTION_STAGES, strict=True)
+                ],
+                dim=1,
+            )
         attend = dict(zip(ATTENTION_STAGES, self.stage_attention, strict=True))
         for stage_no, stage in enumerate(self.emotion_net.stages, start=1):
             x = stage(x)
             if stage_no in attend:
                 source = self._attention_source(x, None if facial is None else facial[stage_no - 1])
                 x = attend[stage_no](x, source)
-                if maps is not None:
-                    maps[f"stage{stage_no}"] = attend[stage_no].attention_maps(source)
             x = self.emotion_net.pool(x)
         return x
 
