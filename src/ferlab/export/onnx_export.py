@@ -204,7 +204,7 @@ def _fix_batch(model: Any, size: int) -> None:
         dim.dim_value = size
 
 
-def _check_out(out: Path, source: Path | None) -> None:
+def _check_out(out: Path) -> None:
     """Refuse an output path that cannot be written, before any slow work."""
     if out.suffix.lower() != ".onnx":
         raise DataError(
@@ -220,8 +220,6 @@ def _check_out(out: Path, source: Path | None) -> None:
         )
     if not os.access(folder, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise DataError("cannot write here (permission denied)", path=out)
-    if source is not None and source.exists() and out.resolve() == source.resolve():
-        raise DataError("would overwrite the model it exports; choose another --out", path=out)
 
 
 def _save(model: Any, out: Path) -> None:
@@ -283,7 +281,7 @@ def export_onnx(
             "(--int8-mode dynamic)"
         )
     out = Path(out)
-    _check_out(out, Path(str(source)))
+    _check_out(out)
     network, meta = load_source(source)
     # Quantisation calibrates in batches, so it starts from a dynamic-batch graph.
     model = network_to_onnx(
