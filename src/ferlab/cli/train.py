@@ -324,10 +324,25 @@ def compare_cmd(
     json_out: Path | None = typer.Option(
         None, "--json-out", help="Also write the rows as a JSON list to this file."
     ),
+    report: Path | None = typer.Option(
+        None,
+        "--report",
+        help="Also write the reproduction report (Markdown, e.g. docs/reproduction.md): one row "
+        "per configuration of the papers' tables, the runs' mean ± s.d. over seeds.",
+    ),
+    figures: Path | None = typer.Option(
+        None, "--figures", help="Folder of the report's figures (default: figures/ beside it)."
+    ),
+    plan: Path = typer.Option(
+        Path("benchmarks/reproduction.yaml"),
+        "--plan",
+        help="The report's configurations, notes and conclusions.",
+    ),
 ) -> None:
     """Compare runs as a Markdown table: model, parameters, time, val/test and paper accuracy.
 
-    Unfinished runs show their best validation accuracy so far.
+    Unfinished runs show their best validation accuracy so far. With --report, also write the
+    reproduction report (see docs/training.md, "Reproduction report").
     """
     rows = [_run_row(Path(d)) for d in run_dirs]
     lines = [
@@ -347,3 +362,8 @@ def compare_cmd(
     typer.echo("\n".join(lines))
     if json_out is not None:
         json_out.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    if report is not None:
+        from ferlab.engine.report import write_report
+
+        write_report(run_dirs, plan, report, figures)
+        typer.echo(f"wrote {report}", err=True)
