@@ -121,11 +121,12 @@ def print_plan(
 ) -> None:
     states = [r.state for r in runs]
     todo = sum(s in ("new", "resume") for s in states)
-    hours = todo * parse_duration(budget) / 3600
+    left = todo * parse_duration(budget) / 60
+    left_text = f"{left / 60:.1f} hours" if left >= 60 else f"{left:.0f} minutes"
     console.print(
         f"[bold]{len(runs)} runs[/], {states.count('done')} done, {states.count('resume')} to "
         f"resume, {states.count('new')} new; budget {budget} of {clock} time each "
-        f"(≤ {hours:.1f} {clock} hours left)",
+        f"(at most {left_text} of {clock} time left)",
         highlight=False,
     )
     for run in runs:

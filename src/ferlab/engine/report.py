@@ -763,7 +763,8 @@ def _row_note(row: Row) -> str:
         parts.append(f"{len(row.unfinished)} run(s) unfinished.")
     cpu = row.cpu_minutes
     epochs = row.epochs
-    if c.cpu_recipe == c.recipe and row.recipe is not None and cpu.mean and epochs.mean:
+    # From one full epoch on, the validations' share of the time no longer dominates.
+    if c.cpu_recipe == c.recipe and row.recipe is not None and cpu.mean and epochs.mean >= 1:
         hours = cpu.mean / epochs.mean * row.recipe.train.epochs / 60
         parts.append(f"The paper's {row.recipe.train.epochs} epochs ≈ {hours:.1f} CPU-hours here.")
     return " ".join(parts)
@@ -773,12 +774,16 @@ def _our_budget(row: Row) -> str:
     if not row.runs:
         return "—"
     epochs, cpu = row.epochs, row.cpu_minutes
-    parts = [f"{epochs.mean:.1f} epochs"]
+    parts = [f"{_epochs(epochs.mean)} epochs"]
     if cpu.mean is not None:
         parts.append(f"{cpu.mean:.1f} CPU-min")
     machines = sorted({r.machine for r in row.runs if r.machine})
     parts.extend(machines)
     return ", ".join(parts)
+
+
+def _epochs(x: float) -> str:
+    return f"{x:.1f}" if x >= 1 else f"{x:.2f}"
 
 
 def _params(row: Row) -> str:
@@ -923,7 +928,7 @@ def render_markdown(report: Report, figures: dict[str, Path], report_path: str |
                 g.device,
                 _acc(public),
                 _acc(private),
-                f"{epochs.mean:.1f}",
+                _epochs(epochs.mean),
                 "—" if cpu.mean is None else f"{cpu.mean:.1f}",
             ]
             lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
@@ -1018,7 +1023,7 @@ def draw_figures(report: Report, folder: str | Path) -> dict[str, Path]:
         colours = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
         fig, ax = plt.subplots(figsize=(8.5, 4.2))
         handles = []
-        any_point = False
+        right = 0.0 if report.budget is None else parse_duration(report.budget) / 60
         for i, row in enumerate(rows):
             colour = colours(i % colours.N)
             label = row.config.label
@@ -1030,8 +1035,8 @@ def draw_figures(report: Report, folder: str | Path) -> dict[str, Path]:
                 if r.cpu_time_s is not None and r.private is not None
             ]
             if points:
-                any_point = True
                 xs, ys = zip(*points, strict=True)
+                right = max(right, *xs)
                 ax.scatter(xs, ys, color=colour, s=18, alpha=0.7)
                 acc, cpu = mean_sd(ys), mean_sd(xs)
                 ax.errorbar(
@@ -1042,9 +1047,7 @@ def draw_figures(report: Report, folder: str | Path) -> dict[str, Path]:
             if row.config.cpu_recipe != row.config.recipe:
                 label += f"; ours: {row.config.cpu_recipe}"
             handles.append(Line2D([], [], color=colour, ls="--", marker="s", label=label))
-        if not any_point and report.budget is not None:
-            minutes = parse_duration(report.budget) / 60
-            ax.set_xlim(0, 1.1 * minutes)
+        ax.set_xlim(0, 1.1 * right if right else None)
         ax.set_xlabel("training CPU time (minutes)")
         ax.set_ylabel("PrivateTest accuracy (%)")
         ax.set_title(paper.title, fontsize=10)
