@@ -184,6 +184,21 @@ def test_time_budget_stops_and_evaluates(tiny_model, tmp_path):
     assert total < 1000 * (2100 // 32)
 
 
+def test_cpu_budget_clock_counts_process_time(tiny_model, tmp_path, monkeypatch):
+    """With ``budget_clock: cpu`` the budget runs on process CPU time, not on the wall clock."""
+    import ferlab.engine.trainer as trainer_mod
+
+    ticks = iter(range(10**9))
+    # A fake CPU clock that advances 10 s per reading: a 1-hour CPU budget is spent within a few
+    # hundred readings (a few per step), long before an hour of wall-clock time.
+    monkeypatch.setattr(trainer_mod.time, "process_time", lambda: 10.0 * next(ticks))
+    recipe = _recipe(tiny_model, epochs=1000, time_budget="1h", budget_clock="cpu")
+    result = train(recipe, data=synthetic_data(n=600), out_dir=tmp_path / "run")
+    m = result.metrics
+    assert result.stop_reason == "time_budget" and m["budget_clock"] == "cpu"
+    assert m["epochs"] < 100 and m["cpu_time_s"] >= 3000 and m["train_time_s"] < 3600
+
+
 def test_early_stopping_and_plateau(tiny_model, tmp_path):
     data = synthetic_data()
     recipe = _recipe(tiny_model, epochs=30, early_stopping=2)

@@ -91,6 +91,12 @@ def train_cmd(
     time_budget: str | None = typer.Option(
         None, "--time-budget", help="Stop after this much training time, e.g. 90s, 30m, 2h."
     ),
+    budget_clock: str | None = typer.Option(
+        None,
+        "--budget-clock",
+        help="What --time-budget counts: wall (clock time) or cpu (process CPU time, fair "
+        "between runs sharing a busy machine).",
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the interrupted run in --out from its last.pt."
     ),
@@ -124,6 +130,7 @@ def train_cmd(
 
     _choice(device, _DEVICES, "--device")
     _choice(precision, _PRECISIONS, "--precision")
+    _choice(budget_clock, ("wall", "cpu"), "--budget-clock")
     recipe = _resolve_recipe(recipe_or_model)
     out_dir = out if out is not None else Path("runs") / recipe.name
     check_run_folder(out_dir, resume)
@@ -140,6 +147,7 @@ def train_cmd(
         "data.val_fraction": val_fraction,
         "train.epochs": epochs,
         "train.time_budget": time_budget,
+        "train.budget_clock": budget_clock,
         "train.seed": seed,
         "train.batch_size": batch_size,
         "train.device": device,

@@ -172,7 +172,10 @@ class TrainSection:
     early_stopping: int | None = None
     """Stop after this many epochs without a better validation accuracy."""
     time_budget: str | None = None
-    """Wall-clock budget such as ``90s``, ``30m``, ``2h``, ``1h30m``."""
+    """Training budget such as ``90s``, ``30m``, ``2h``, ``1h30m``, on :attr:`budget_clock`."""
+    budget_clock: str = "wall"
+    """``wall`` (wall-clock seconds) or ``cpu`` (the process's CPU seconds, all threads: equal
+    compute for runs that share a busy machine; 20m of CPU is 10 wall minutes on 2 idle cores)."""
     seed: int = 0
     label_smoothing: float = 0.0
     balanced_sampling: bool = False
@@ -245,6 +248,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.kind": ("constant", "step", "plateau", "cosine", "onecycle"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
+    "train.budget_clock": ("wall", "cpu"),
     "eval.tta": ("none", "flip", "ten_crop"),
 }
 _POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "optim.lr"}

@@ -25,6 +25,8 @@ whole session, which includes validation and checkpoint time. Training stops whe
 the budget is only enough to validate (the last validation's duration is kept in reserve), then
 validates the partial epoch, selects and evaluates. Elapsed time is stored in the checkpoint and
 accumulates across resumes; the final evaluation of ``best.pt`` on val and test is not counted.
+With ``train.budget_clock: cpu`` the budget counts the process's CPU seconds (all threads) instead
+of wall-clock seconds, so that runs sharing a busy machine get the same compute.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class _State:
     step_in_epoch: int = 0
     global_step: int = 0
     elapsed: float = 0.0
+    cpu_time: float = 0.0
+    """Process CPU seconds (all threads) spent training, across resumes."""
     total_steps: int = 0
     best_val: float = -1.0
     best_epoch: float = 0.0
@@ -519,7 +523,15 @@ class _Trainer:
             "run_seen",
         ):
             setattr(s, key, int(ts[key]))
-        for key in ("elapsed", "best_val", "best_epoch", "run_loss", "epoch_time", "val_time"):
+        for key in (
+            "elapsed",
+            "cpu_time",
+            "best_val",
+            "best_epoch",
+            "run_loss",
+            "epoch_time",
+            "val_time",
+        ):
             setattr(s, key, float(ts.get(key, 0.0)))
         s.history = list(ts["history"])
         _set_rng_state(ts["rng"])
@@ -572,6 +584,7 @@ class _Trainer:
         ):
             ts[key] = getattr(s, key)
         ts["elapsed"] = self._elapsed()
+        ts["cpu_time"] = self._cpu_time()
         # A copy of best.pt makes last.pt alone enough to resume, e.g. on another machine.
         ts["best"] = self._best_ckpt
         loss, correct, seen = self._reduced_running()
@@ -616,6 +629,17 @@ class _Trainer:
     # ------------------------------------------------------------------- steps
     def _elapsed(self) -> float:
         return self.elapsed_before + (time.perf_counter() - self.session_start)
+
+    def _cpu_time(self) -> float:
+        return self.cpu_before + (time.process_time() - self.cpu_start)
+
+    def _clock(self) -> float:
+        """The time budget's clock: wall-clock or process CPU seconds."""
+        return time.process_time() if self.cpu_clock else time.perf_counter()
+
+    def _used(self) -> float:
+        """Budget spent so far, on the budget's clock."""
+        return self._cpu_time() if self.cpu_clock else self._elapsed()
 
     def _reduced_running(self) -> tuple[float, int, int]:
         s = self.state
@@ -721,7 +745,7 @@ class _Trainer:
         if self.budget is None or rate <= 0:
             s.total_steps = cap
             return
-        remaining = max(0.0, self.budget - self._elapsed())
+        remaining = max(0.0, self.budget - self._used())
         est = s.global_step + int(remaining * rate)
         t = torch.tensor([min(cap, max(est, s.global_step + 1))], device=self._sync_device())
         s.total_steps = int(D.broadcast(t, self.dist))
@@ -732,7 +756,7 @@ class _Trainer:
         s = self.state
         by_signal = stop_signal.requested
         # Stop early enough to validate the partial epoch within the budget.
-        by_time = self.budget is not None and self._elapsed() + s.val_time >= self.budget
+        by_time = self.budget is not None and self._used() + s.val_time >= self.budget
         every = t.checkpoint_every_minutes
         ckpt = bool(t.checkpoint_every_steps) and s.global_step % t.checkpoint_every_steps == 0
         if every is not None and time.perf_counter() - self.last_ckpt_time >= 60 * every:
@@ -779,20 +803,22 @@ class _Trainer:
             random.seed(r.train.seed)
         if self.is_main:
             save_recipe(r, self.out / "config.yaml")
-        self.elapsed_before = self.state.elapsed
-        self.session_start = time.perf_counter()
+        self.elapsed_before, self.cpu_before = self.state.elapsed, self.state.cpu_time
+        self.session_start, self.cpu_start = time.perf_counter(), time.process_time()
+        self.cpu_clock = r.train.budget_clock == "cpu"
+        clock_start = self._clock()
         self.last_ckpt_time = self.session_start
         if not self.state.total_steps or self.budget is None:
             self._estimate_total(0.0)
         with _StopSignal() as stop_signal:
-            self._loop(stop_signal)
+            self._loop(stop_signal, clock_start)
         s = self.state
         if s.stop_reason == "interrupted":
             self._save_last()
             return TrainResult(self.out, {}, "interrupted")
         return TrainResult(self.out, self._finish(), s.stop_reason or "completed")
 
-    def _loop(self, stop_signal: _StopSignal) -> None:
+    def _loop(self, stop_signal: _StopSignal, clock_start: float) -> None:
         r, s = self.r, self.state
         b, spe = r.train.batch_size, self.steps_per_epoch
         session_steps = 0
@@ -800,7 +826,7 @@ class _Trainer:
         progress = self._progress()
         with progress:
             while s.epoch < r.train.epochs:
-                if self.budget is not None and self._elapsed() >= self.budget:
+                if self.budget is not None and self._used() >= self.budget:
                     s.stop_reason = "time_budget"
                     return
                 if r.train.early_stopping and s.bad_epochs >= r.train.early_stopping:
@@ -830,9 +856,9 @@ class _Trainer:
                     s.run_seen += self.local_batch
                     s.epoch_time = time.perf_counter() - epoch_t0
                     if session_steps == _WARMUP_STEPS:
-                        rate_start = time.perf_counter()
+                        rate_start = self._clock()
                     elif session_steps == _WARMUP_STEPS + _MEASURE_AFTER and self.budget:
-                        rate = _MEASURE_AFTER / (time.perf_counter() - rate_start)
+                        rate = _MEASURE_AFTER / max(1e-9, self._clock() - rate_start)
                         if not s.val_time:
                             # Until a validation is timed, assume that a forward pass costs
                             # half a training step per image (measured 0.3-0.65 in the zoo).
@@ -864,14 +890,14 @@ class _Trainer:
                 if s.stop_reason:
                     return
                 if self.budget is not None:
-                    rate = session_steps / max(1e-9, time.perf_counter() - self.session_start)
+                    rate = session_steps / max(1e-9, self._clock() - clock_start)
                     self._estimate_total(rate)
 
     def _end_epoch(self, partial: bool) -> None:
         s, spe = self.state, self.steps_per_epoch
-        t0 = time.perf_counter()
+        t0 = self._clock()
         val = self._validate()
-        s.val_time = time.perf_counter() - t0
+        s.val_time = self._clock() - t0
         loss, correct, seen = self._reduced_running()
         epoch_pos = s.epoch + s.step_in_epoch / spe
         row = {
@@ -991,6 +1017,9 @@ class _Trainer:
                 "epochs": round(s.epoch + s.step_in_epoch / self.steps_per_epoch, 4),
                 "steps": s.global_step,
                 "train_time_s": round(train_time, 2),
+                "cpu_time_s": round(self._cpu_time(), 2),
+                "time_budget": r.train.time_budget,
+                "budget_clock": r.train.budget_clock,
                 "best_epoch": s.best_epoch,
                 "tta": tta,
                 "val": results["val"],
