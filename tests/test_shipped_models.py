@@ -1,0 +1,79 @@
+"""The models shipped inside the package: offline loading, outputs, real accuracy, a real photo.
+
+Skipped where an install carries no shipped weights (``ferlab/weights/*.pt``).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+import ferlab
+from ferlab.predictor import shipped_models
+
+FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+#: Fixed PrivateTest sample: its first rows, in file order (not chosen by outcome).
+SAMPLE_SIZE = 1000
+#: Accuracy the shipped default model must reach on that sample without test-time augmentation:
+#: a floor a few points below what the released weights score (docs/models.md).
+DEFAULT_MIN_ACCURACY = 0.60
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    if "default" not in shipped_models():
+        pytest.skip("no shipped default model in this install (ferlab/weights/default.pt)")
+    return ferlab.load_model("default", device="cpu", tta="none")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_default_loads_offline_with_its_metadata(no_network):
+    if "default" not in shipped_models():
+        pytest.skip("no shipped default model in this install (ferlab/weights/default.pt)")
+    model = ferlab.load_model("default", device="cpu")
+    assert model.labels == FER2013_LABELS
+    assert model.input_size[1:] in ((48, 48), (44, 44))
+    meta = model.meta
+    assert meta["metrics"]["val"]["accuracy"] > 0.5
+    assert meta["recipe"]["model"]["name"] == meta["model"]["name"]
+    assert meta["ferlab_version"]
+
+
+def test_default_outputs(default_model):
+    faces = np.random.default_rng(0).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    probs = default_model.predict_proba(faces)
+    assert probs.shape == (5, 7) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert default_model.predict(faces) == [FER2013_LABELS[i] for i in probs.argmax(1)]
+
+
+def test_default_accuracy_on_real_private_test_faces(default_model, fer2013_csv, fer2013_cache_dir):
+    from ferlab.data import load_dataset
+
+    data = load_dataset(fer2013_csv, cache_dir=fer2013_cache_dir, progress=False)
+    test = np.flatnonzero(data.split.numpy() == 2)[:SAMPLE_SIZE]
+    faces = data.images.numpy()[test]
+    truth = data.labels.numpy()[test]
+    pred = default_model.predict_proba(faces).argmax(1)
+    accuracy = float((pred == truth).mean())
+    assert accuracy >= DEFAULT_MIN_ACCURACY, f"{accuracy:.3f} on {len(test)} PrivateTest faces"
+
+
+def test_astronaut_photo_is_happy_end_to_end(default_model):
+    """The public-domain astronaut photo shipped by scikit-image: one smiling face."""
+    data = pytest.importorskip("skimage.data")
+    from ferlab.recognize import Recognizer
+
+    results = Recognizer(model=default_model).run(data.astronaut(), color="rgb")
+    assert len(results) == 1
+    assert results[0].label == "happy"
