@@ -14,22 +14,18 @@ from ferlab.explain.cam import _capture, _resolve_layer
 from tests.explain.conftest import small_model
 
 
+# DenseNet121 has no width option; at full size it would cost more than all the others together
+# for no extra coverage: its default layer and the hooks are exercised by the heat-map tests.
 @pytest.mark.parametrize("name", [n for n in ferlab.list_models() if n != "densenet121"])
 def test_every_model(name):
     model = small_model(name)
-    result = filter_images(model, count=2, steps=2)
+    result = filter_images(model, count=2, steps=1)
     h, w = model.input_size[1:]
     assert result.images.shape == (2, h, w) and result.images.dtype == np.float32
     assert np.isfinite(result.images).all()
     assert result.images.min() >= 0 and result.images.max() <= 1
     assert len(result.filters) == 2 and len(set(result.filters)) == 2
     assert (np.diff(result.activation) <= 0).all()  # strongest first
-
-
-@pytest.mark.slow
-def test_densenet121():
-    result = filter_images(small_model("densenet121"), [0], steps=1)
-    assert result.images.shape == (1, 48, 48) and np.isfinite(result.images).all()
 
 
 def _activation(model: torch.nn.Module, pixels: np.ndarray, filters: list[int]) -> np.ndarray:
@@ -44,10 +40,10 @@ def _activation(model: torch.nn.Module, pixels: np.ndarray, filters: list[int]) 
 
 
 def test_optimisation_excites_the_chosen_filters():
-    model = small_model("ferlab_net")
-    few = filter_images(model, [3, 7, 11], steps=1)
-    many = filter_images(model, [3, 7, 11], steps=40)
-    assert many.filters == [3, 7, 11]
+    model = small_model("deep_emotion")
+    few = filter_images(model, [3, 7, 1], steps=1)
+    many = filter_images(model, [3, 7, 1], steps=30)
+    assert many.filters == [3, 7, 1]
     before = _activation(model, few.images, few.filters)
     after = _activation(model, many.images, many.filters)
     assert (after > before).all()

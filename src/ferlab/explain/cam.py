@@ -36,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import cv2
 import numpy as np
@@ -128,11 +129,18 @@ def _pick_layer(calls: list[tuple[str, nn.Module, tuple | None]]) -> str | None:
     return calls[chosen][0]
 
 
+#: The default layer found for each network (keyed weakly: dropped with the network), so that
+#: repeated explanations, such as a web page's one face per request, trace the network once.
+_DEFAULT_LAYERS: WeakKeyDictionary[nn.Module, str | None] = WeakKeyDictionary()
+
+
 def _resolve_layer(subject: Subject, layer: str | None) -> tuple[str, nn.Module]:
     modules = dict(subject.network.named_modules())
     if layer is None:
-        probe = torch.zeros(1, subject.in_chans, *subject.input_hw, device=subject.device)
-        layer = _pick_layer(_trace(subject.network, probe))
+        if subject.network not in _DEFAULT_LAYERS:
+            probe = torch.zeros(1, subject.in_chans, *subject.input_hw, device=subject.device)
+            _DEFAULT_LAYERS[subject.network] = _pick_layer(_trace(subject.network, probe))
+        layer = _DEFAULT_LAYERS[subject.network]
         if layer is None:
             raise FerlabError(
                 f"{type(subject.network).__name__} has no convolution with a map larger than "

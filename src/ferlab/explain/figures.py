@@ -73,6 +73,7 @@ def save_tiles(
     title: str | None = None,
     row_labels: Sequence[str] | None = None,
     tile_inches: float = 1.5,
+    dpi: int = 100,
 ) -> Path:
     """Draw rows of captioned images as one PNG (rows may differ in length)."""
     from ferlab.engine.plots import _pyplot
@@ -100,7 +101,7 @@ def save_tiles(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
