@@ -92,7 +92,7 @@ def cost(model: object, faces: np.ndarray, repeat: int, steps: int) -> dict[str,
     return ms
 
 
-def localisation() -> list[tuple[str, str, float, float, float]]:
+def localisation() -> list[tuple[str, str, float, float, float, int]]:
     rows = []
     faces, labels = region_task(64, seed=1)
     for name, kwargs in (
@@ -104,7 +104,10 @@ def localisation() -> list[tuple[str, str, float, float, float]]:
             result = class_activation_maps(model, faces, method)
             inside, near = heat_in_region(result.maps)
             accuracy = float((result.targets == labels).mean())
-            rows.append((name, method, accuracy, float(np.median(inside)), float(near.mean())))
+            empty = int((result.maps.max(axis=(1, 2)) == 0).sum())
+            rows.append(
+                (name, method, accuracy, float(np.median(inside)), float(near.mean()), empty)
+            )
     return rows
 
 
@@ -126,8 +129,11 @@ def main() -> None:
         unit = "ms (8 images)" if name == "filters" else "ms/face"
         print(f"{name:24s} {value:10.1f} {unit}  {value / ref:8.1f}× the prediction")
     rows = localisation()
-    for name, method, acc, inside, near in rows:
-        print(f"{name:20s} {method:10s} acc {acc:.2f} heat in region {inside:.2f} peak {near:.2f}")
+    for name, method, acc, inside, near, empty in rows:
+        print(
+            f"{name:20s} {method:10s} acc {acc:.2f} heat in region {inside:.2f} "
+            f"peak {near:.2f} empty maps {empty}"
+        )
     if args.write:
         write_section(args, described, ms, rows)
 
@@ -156,15 +162,17 @@ def write_section(args, described: str, ms: dict, rows: list) -> None:  # noqa: 
         f"{ms['filters'] / ref:.0f}× |",
         "",
         "Localisation on the synthetic one-region task (the region is 11 % of the image, so 0.11 "
-        "is chance; 64 test faces):",
+        "is chance; 64 test faces; an empty map, all zero, counts as 0 heat in the region):",
         "",
-        "| model (head) | method | accuracy | median heat in region | peak in region |",
-        "|---|---|---:|---:|---:|",
+        "| model (head) | method | accuracy | median heat in region | peak in region "
+        "| empty maps |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     heads = {"ferlab_net": "global pooling", "deep_emotion_nostn": "fully connected"}
-    for name, method, acc, inside, near in rows:
+    for name, method, acc, inside, near, empty in rows:
         lines.append(
-            f"| {name} ({heads[name]}) | {method} | {acc:.2f} | {inside:.2f} | {near:.2f} |"
+            f"| {name} ({heads[name]}) | {method} | {acc:.2f} | {inside:.2f} | {near:.2f} "
+            f"| {empty} |"
         )
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
     block = "\n".join(lines) + "\n"
