@@ -164,3 +164,24 @@ def test_photo_upload_mode(browser, server, scenes, tmp_path):
     assert page.locator("#faces .face .bar").count() == 7
     assert page.evaluate("document.getElementById('photo-canvas').width") == 640
     assert errors == []
+
+
+def test_page_asks_for_the_api_key(browser, scenes, tmp_path):
+    path = tmp_path / "portrait.jpg"
+    path.write_bytes(jpeg(scenes[0]))
+    app = create_app(BrightnessClassifier(), settings=ServeSettings(api_key="page-key"))
+    with live_server(app) as url:
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.locator("#model", has_text="API key").wait_for()
+        assert page.is_visible("#api-key")
+        page.fill("#api-key", "page-key")
+        page.locator("#api-key").dispatch_event("change")
+        page.locator("#model", has_text=re.compile(r"^model ")).wait_for()
+        page.click("#tab-photo")
+        page.set_input_files("#photo-input", str(path))
+        page.wait_for_selector("#faces .face .label", timeout=30_000)
+        assert page.evaluate("localStorage.getItem('ferlab-api-key')") == "page-key"
+    assert errors == []

@@ -57,11 +57,7 @@ async function loadModel() {
   state.auth = health.auth;
   $("key-box").hidden = !health.auth;
   if (health.auth) {
-    $("api-key").value = localStorage.getItem("ferlab-api-key") || "";
-    $("api-key").addEventListener("change", () => {
-      localStorage.setItem("ferlab-api-key", apiKey());
-      loadModel().catch((e) => showMessage(e.message));
-    });
+    if (!apiKey()) $("api-key").value = localStorage.getItem("ferlab-api-key") || "";
     if (!apiKey()) {
       $("model").textContent = "enter the server's API key";
       return;
@@ -381,5 +377,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("tab-camera").addEventListener("click", () => selectTab("camera"));
   $("tab-photo").addEventListener("click", () => selectTab("photo"));
   $("photo-input").addEventListener("change", () => onPhoto());
+  $("api-key").addEventListener("change", () => {
+    localStorage.setItem("ferlab-api-key", apiKey());
+    loadModel().catch((e) => showMessage(e.message));
+  });
   loadModel().catch((e) => showMessage(`Cannot reach the model: ${e.message}`));
 });
