@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 import threading
 from pathlib import Path
@@ -152,9 +153,12 @@ def test_page_served_with_a_same_origin_policy(client):
     page = client.get("/")
     assert page.status_code == 200 and "/static/app.js" in page.text
     assert "default-src 'self'" in page.headers["content-security-policy"]
-    assert "http" not in page.text.replace('rel="', "")  # no asset from another host
-    for asset in ("app.js", "style.css", "favicon.svg"):
-        assert client.get(f"/static/{asset}").status_code == 200
+    # Every asset from this server: no absolute or protocol-relative URL anywhere.
+    assert not re.search(r'(src|href)="(https?:)?//', page.text)
+    for asset in ("app.js", "style.css"):
+        served = client.get(f"/static/{asset}")
+        assert served.status_code == 200 and not re.search(r"https?://", served.text)
+    assert client.get("/static/favicon.svg").status_code == 200
 
 
 # ------------------------------------------------------------------ refusals
