@@ -113,17 +113,17 @@ def test_model_objects_are_duck_typed() -> None:
 def test_model_names_go_to_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def load_model(name: str, device: str = "auto") -> BrightnessClassifier:
-        calls.append((name, device))
+    def load_model(name: str, device: str = "auto", runtime: str = "auto") -> BrightnessClassifier:
+        calls.append((name, device, runtime))
         return BrightnessClassifier()
 
     fake = types.ModuleType("ferlab.predictor")
     fake.load_model = load_model  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ferlab.predictor", fake)
     recognizer = Recognizer(model="default", device="cpu")
-    assert calls == [("default", "cpu")] and recognizer.labels == EMOTIONS
-    Recognizer(model=Path("runs/best.pt"))
-    assert calls[-1] == ("runs/best.pt", "auto")
+    assert calls == [("default", "cpu", "auto")] and recognizer.labels == EMOTIONS
+    Recognizer(model=Path("runs/best.pt"), runtime="onnx")
+    assert calls[-1] == ("runs/best.pt", "auto", "onnx")
 
 
 def test_model_name_without_a_loader_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
