@@ -24,26 +24,31 @@ Run from the repository root (a few minutes on a CPU; the FER2013 CSV is parsed 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
-import numpy as np
+# Idle OpenMP threads sleep instead of spinning, as in the ferlab commands: on a CPU shared with
+# other jobs, spinning made the filter images several times slower. Read when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import ferlab
-from ferlab.explain import (
+import numpy as np  # noqa: E402
+
+import ferlab  # noqa: E402
+from ferlab.explain import (  # noqa: E402
     class_activation_maps,
     overlay_heatmap,
     se_channel_weights,
     supported_methods,
 )
-from ferlab.explain.figures import (
+from ferlab.explain.figures import (  # noqa: E402
     attention_figure,
     facial_figure,
     filters_figure,
     save_tiles,
     stn_figure,
 )
-from ferlab.explain.misclassified import misclassified, plot_misclassified
+from ferlab.explain.misclassified import misclassified, plot_misclassified  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA = ROOT / ".." / "shared" / "datasets" / "fer2013" / "fer2013.csv.gz"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import ferlab
 from ferlab.errors import DataError, FerlabError, UnknownNameError
@@ -110,10 +111,11 @@ def test_checkpoint_maps_come_back_at_the_faces_size(emotion_model):
     assert face_heatmap(emotion_model, bgr).shape == (2, 48, 48)
 
 
-def test_training_mode_is_restored(faces):
+def test_model_state_is_left_as_it_was(faces):
     model = small_model("ferlab_net").train()
     face_heatmap(model, faces)
     assert model.training
+    assert all(p.grad is None for p in model.parameters())  # no gradients left behind
 
 
 @pytest.mark.parametrize(
@@ -186,3 +188,13 @@ def test_gradcam_highlights_the_region_that_decides_the_class():
     # The region is 11 % of the image; it holds most of the heat of every face.
     assert np.median(inside) > 0.45 and inside.min() > 0.25
     assert near.mean() > 0.9
+
+
+def test_works_inside_inference_mode(faces):
+    """A caller serving predictions under torch.inference_mode() can still ask for gradients."""
+    from ferlab.explain import filter_images
+
+    model = small_model("deep_emotion")
+    with torch.inference_mode():
+        _check_maps(face_heatmap(model, faces), faces.shape)
+        assert filter_images(model, [0], steps=2).images.shape == (1, 48, 48)

@@ -54,7 +54,7 @@ def _load(spec: str, device: str) -> Any:
     )
 
 
-def _parse_ints(text: str | None, option: str, count: int) -> list[float] | None:
+def _parse_numbers(text: str | None, option: str, count: int) -> list[float] | None:
     from ferlab.errors import FerlabError
 
     if text is None:
@@ -152,7 +152,12 @@ def explain(
     ] = 8,
     ferplus: FerplusOption = None,
     cache_dir: CacheDirOption = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device", help="Where a shipped model or checkpoint runs: auto, cpu or cuda."
+        ),
+    ] = "auto",
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the written files and faces as JSON.")
     ] = False,
@@ -226,7 +231,7 @@ def _explain_faces(
     crops, notes = faces_from_images(images, faces_mode, detector=detector)
     for note in notes:
         _err.print(f"[yellow]warning:[/] {note}")
-    point = _parse_ints(query, "--query", 2)
+    point = _parse_numbers(query, "--query", 2)
     with progress_bar(f"{method} figures", len(crops), progress) as bar:
         for done, crop in enumerate(crops, start=1):
             path = out / f"{crop.name}_{method}.png"
@@ -295,7 +300,7 @@ def _filters(
 ) -> Path:
     from ferlab.explain.figures import filters_figure
 
-    chosen = _parse_ints(filters, "--filters", 0)
+    chosen = _parse_numbers(filters, "--filters", 0)
     picked = None if chosen is None else [int(v) for v in chosen]
     return filters_figure(
         net, out / "filters.png", picked, count=count, steps=steps, layer=layer, progress=progress

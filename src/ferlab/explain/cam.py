@@ -41,6 +41,7 @@ from weakref import WeakKeyDictionary
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ferlab.errors import DataError, FerlabError, UnknownNameError
@@ -208,8 +209,6 @@ def _score_cam(
     subject: Subject, x: torch.Tensor, act: torch.Tensor, targets: torch.Tensor
 ) -> torch.Tensor:
     """Score-CAM: each channel as a [0, 1] mask of the input, weighed by the class probability."""
-    import torch.nn.functional as F
-
     cams = []
     for i in range(x.shape[0]):
         keep = act[i].flatten(1).var(dim=1).argsort(descending=True)[:SCORECAM_CHANNELS]
@@ -260,7 +259,8 @@ def class_activation_maps(
             f"got {len(list(target))} targets for {arr.shape[0]} faces; give one each"
         )
     maps, chosen, probs = [], [], []
-    with evaluating(subject.network):
+    # Gradients are needed even when the caller runs under torch.inference_mode().
+    with evaluating(subject.network), torch.inference_mode(False):
         for lo in range(0, arr.shape[0], _BATCH):
             x = subject.to_input(arr[lo : lo + _BATCH])
             with _capture(module, grads=method != "scorecam") as store, torch.enable_grad():
@@ -268,7 +268,10 @@ def class_activation_maps(
                 logits = subject.network(x_in).float()
                 targets = _batch_targets(subject, target, logits, lo)
                 if method != "scorecam":
-                    logits.gather(1, targets[:, None].to(logits.device)).sum().backward()
+                    # Gradients of the input only: the parameters' .grad stay untouched (the
+                    # hook on the layer's output still sees the gradient pass through it).
+                    score = logits.gather(1, targets[:, None].to(logits.device)).sum()
+                    torch.autograd.grad(score, x_in)
             if "act" not in store:
                 raise FerlabError(f"layer '{name}' is not used by the network's forward pass")
             if method == "scorecam":

@@ -55,6 +55,7 @@ class FilterImages:
     activation: np.ndarray
 
 
+@torch.inference_mode(False)  # gradients even inside a caller's inference mode
 def filter_images(
     model: Any,
     filters: Sequence[int] | None = None,
