@@ -101,10 +101,11 @@ def test_unknown_method(faces):
 def test_checkpoint_maps_come_back_at_the_faces_size(emotion_model):
     """A crop-trained checkpoint: maps cover the whole face, whatever its size."""
     rng = np.random.default_rng(1)
-    for shape in ((3, 48, 48), (2, 96, 80)):
-        faces = rng.integers(0, 256, shape, dtype=np.uint8)
-        for method in CAM_METHODS:
-            _check_maps(face_heatmap(emotion_model, faces, method), shape)
+    faces = rng.integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    for method in CAM_METHODS:
+        _check_maps(face_heatmap(emotion_model, faces, method), faces.shape)
+    larger = rng.integers(0, 256, (2, 96, 80), dtype=np.uint8)
+    _check_maps(face_heatmap(emotion_model, larger), larger.shape)
     one = face_heatmap(emotion_model, rng.integers(0, 256, (48, 48), dtype=np.uint8))
     assert one.shape == (1, 48, 48)
     bgr = rng.integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
