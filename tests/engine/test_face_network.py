@@ -108,6 +108,7 @@ def test_models_1_to_3_train_with_the_face_network_bit_for_bit_unchanged(
     )
 
 
+@pytest.mark.slow
 def test_the_emotion_checkpoint_works_without_the_face_checkpoint(
     face_checkpoint: Path, tmp_path: Path
 ) -> None:
