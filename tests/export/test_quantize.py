@@ -8,7 +8,7 @@ import pytest
 
 import ferlab
 from ferlab.export import export_onnx
-from ferlab.export.quantize import float_boundary_nodes
+from ferlab.export.quantize import float_nodes
 from ferlab.predictor import shipped_models
 
 pytestmark = [pytest.mark.dataset, pytest.mark.slow]
@@ -63,15 +63,15 @@ def test_dynamic_int8_needs_no_calibration(real_checkpoint, public_test, tmp_pat
     assert _agreement(want, got, min_margin=0.01) >= 0.995
 
 
-def test_float_boundary_nodes_are_the_first_and_last_layers(real_checkpoint):
+def test_float_nodes_are_the_first_two_weighted_layers_and_the_classifier(real_checkpoint):
     from ferlab.engine.checkpoint import load_checkpoint
     from ferlab.export.onnx_export import network_to_onnx
 
     network, meta = load_checkpoint(real_checkpoint)
-    graph = network_to_onnx(network, meta)
-    kept = float_boundary_nodes(graph)
-    assert kept == [graph.graph.node[0].name, graph.graph.node[-1].name]
-    assert [n.op_type for n in graph.graph.node if n.name in kept] == ["Conv", "Gemm"]
+    model = network_to_onnx(network, meta)
+    weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert float_nodes(model) == [*weighted[:2], weighted[-1]]
+    assert model.graph.node[-1].name == weighted[-1]  # the classifier writes the logits
 
 
 def test_static_int8_agrees_with_the_shipped_default_model(fer2013_data, public_test, tmp_path):

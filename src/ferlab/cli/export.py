@@ -72,7 +72,7 @@ def export(
     calibration_size: Annotated[
         int,
         typer.Option("--calibration-size", metavar="N", min=32, help="Calibration faces."),
-    ] = 512,
+    ] = 1024,
     opset: Annotated[
         int | None,
         typer.Option(

@@ -247,7 +247,7 @@ def export_onnx(
     dynamic_batch: bool = False,
     int8: str | None = None,
     calibration: Any = None,
-    calibration_size: int = 512,
+    calibration_size: int = 1024,
     opset: int | None = None,
     tta: str | None = None,
     progress: bool = False,

@@ -115,11 +115,13 @@ def load_onnx(
     tta: str | None = None,
     threads: int | None = None,
     name: str | None = None,
+    config: dict[str, str] | None = None,
 ) -> OnnxEmotionModel:
     """Load a ferlab ``.onnx`` file (or its bytes) for prediction with ONNX Runtime.
 
     ``tta`` defaults to the one recorded in the file; ``threads`` sets ONNX Runtime's intra-op
-    threads (default: its own choice, one per physical core).
+    threads (default: its own choice, one per physical core); ``config`` adds session
+    configuration entries (e.g. ``{"session.intra_op.allow_spinning": "0"}`` on a busy machine).
     """
     ort = import_onnxruntime()
     where = None if isinstance(model, bytes) else str(model)
@@ -132,6 +134,8 @@ def load_onnx(
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     providers = _providers(ort, device)
     try:
         session = ort.InferenceSession(
