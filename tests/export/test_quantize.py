@@ -43,9 +43,9 @@ def test_static_int8_keeps_the_trained_models_decisions(
     got = quantised.predict_proba(public_test)
     assert np.abs(got - want).max() < 0.05
     # This briefly trained model (about 29 % accuracy) is unsure of most faces, so some of its
-    # near-ties flip under int8 noise (measured: 98 % agreement over all faces, every flip on a
-    # face whose two best classes were within 0.005); no decision made by a margin of 1 point or
-    # more may change. The shipped model's test below checks agreement over all faces.
+    # near-ties flip under int8 noise (measured with min/max ranges: 98 % agreement over all
+    # faces, every flip on a face whose two best classes were within 0.005); no decision made by
+    # a margin of 1 point or more may change. The shipped model's test checks all faces.
     assert _agreement(want, got, min_margin=0.01) >= 0.995
     # Int8 weights: QuantizeLinear/DequantizeLinear pairs, and a file a fraction of float32's.
     assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(out).graph.node}
