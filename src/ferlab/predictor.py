@@ -21,7 +21,7 @@ import numpy as np
 
 from ferlab.errors import DataError, FerlabError, UnknownNameError
 
-__all__ = ["EmotionModel", "load_model", "model_file", "shipped_models"]
+__all__ = ["EmotionModel", "gray_faces", "load_model", "model_file", "shipped_models"]
 
 #: Names of the models shipped inside the package and their weight files.
 SHIPPED = {"default": "default.pt", "ferplus": "ferplus.pt"}
@@ -90,6 +90,40 @@ def _resolve_device(device: str) -> str:
     return device
 
 
+def gray_faces(faces: Any) -> np.ndarray:
+    """Faces as uint8 grayscale N×H×W: one H×W face becomes N = 1, BGR(A) crops turn gray.
+
+    Numbers 0–255 of another real dtype are rounded to pixel values; anything else is a
+    :class:`~ferlab.errors.DataError` naming the problem. N may be 0; the sides may not.
+    """
+    arr = np.asarray(faces)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim == 4 and arr.shape[-1] in (3, 4):
+        import cv2
+
+        code = cv2.COLOR_BGRA2GRAY if arr.shape[-1] == 4 else cv2.COLOR_BGR2GRAY
+        arr = np.stack([cv2.cvtColor(np.ascontiguousarray(f), code) for f in arr])
+    if arr.ndim != 3:
+        raise DataError(
+            f"faces must be a grayscale array N×H×W (or one H×W face), got shape {arr.shape}",
+            field="faces",
+        )
+    if min(arr.shape[1:]) < 1:
+        raise DataError(f"faces have an empty side: shape {arr.shape}", field="faces")
+    if arr.dtype != np.uint8:
+        real = np.issubdtype(arr.dtype, np.number) and not np.issubdtype(
+            arr.dtype, np.complexfloating
+        )
+        if not real or (arr.size and (np.isnan(arr).any() or arr.min() < 0 or arr.max() > 255)):
+            raise DataError(
+                f"faces must hold pixel values 0-255 (uint8), got dtype {arr.dtype}",
+                field="faces",
+            )
+        arr = np.rint(arr).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
 class EmotionModel:
     """A trained emotion classifier with ``predict_proba`` / ``predict``.
 
@@ -120,36 +154,11 @@ class EmotionModel:
 
     def _as_faces(self, faces: Any) -> np.ndarray:
         """Validate faces and bring them to uint8 N×S×S (S = ``image_size``)."""
-        arr = np.asarray(faces)
-        if arr.ndim == 2:
-            arr = arr[None]
-        if arr.ndim == 4 and arr.shape[-1] in (3, 4):
-            import cv2
-
-            code = cv2.COLOR_BGRA2GRAY if arr.shape[-1] == 4 else cv2.COLOR_BGR2GRAY
-            arr = np.stack([cv2.cvtColor(np.ascontiguousarray(f), code) for f in arr])
-        if arr.ndim != 3:
-            raise DataError(
-                f"faces must be a grayscale array N×H×W (or one H×W face), got shape {arr.shape}",
-                field="faces",
-            )
-        if arr.dtype != np.uint8:
-            if (
-                not np.issubdtype(arr.dtype, np.number)
-                or arr.size
-                and (np.nanmin(arr) < 0 or np.nanmax(arr) > 255 or np.isnan(arr).any())
-            ):
-                raise DataError(
-                    f"faces must hold pixel values 0-255 (uint8), got dtype {arr.dtype}",
-                    field="faces",
-                )
-            arr = np.rint(arr).astype(np.uint8)
+        arr = gray_faces(faces)
         s = self.image_size
         if arr.shape[1:] != (s, s):
             import cv2
 
-            if min(arr.shape[1:]) < 1:
-                raise DataError(f"faces have an empty side: shape {arr.shape}", field="faces")
             arr = np.stack([cv2.resize(f, (s, s), interpolation=cv2.INTER_AREA) for f in arr])
         return np.ascontiguousarray(arr)
 

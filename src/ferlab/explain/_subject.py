@@ -22,42 +22,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferlab.errors import DataError, FerlabError, UnknownNameError
+from ferlab.predictor import gray_faces
 
 __all__ = ["Subject", "as_faces", "evaluating", "recording"]
 
 
 def as_faces(faces: Any) -> np.ndarray:
-    """Faces as uint8 grayscale N×H×W: one H×W face becomes N = 1, BGR(A) crops turn gray.
-
-    Integer-valued numbers 0–255 of another dtype are accepted as pixel values; anything else is
-    a :class:`~ferlab.errors.DataError` naming the problem.
-    """
-    arr = np.asarray(faces)
-    if arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim == 4 and arr.shape[-1] in (3, 4):
-        code = cv2.COLOR_BGRA2GRAY if arr.shape[-1] == 4 else cv2.COLOR_BGR2GRAY
-        arr = np.stack([cv2.cvtColor(np.ascontiguousarray(f), code) for f in arr])
-    if arr.ndim != 3:
-        raise DataError(
-            f"faces must be a grayscale array N×H×W (or one H×W face), got shape {arr.shape}",
-            field="faces",
-        )
-    if arr.shape[0] == 0 or min(arr.shape[1:]) < 1:
+    """:func:`ferlab.predictor.gray_faces`, with at least one face to explain."""
+    arr = gray_faces(faces)
+    if arr.shape[0] == 0:
         raise DataError(
             f"faces must hold at least one non-empty face, got shape {arr.shape}", field="faces"
         )
-    if arr.dtype != np.uint8:
-        numeric = np.issubdtype(arr.dtype, np.number) and not np.issubdtype(
-            arr.dtype, np.complexfloating
-        )
-        if not numeric or np.isnan(arr).any() or arr.min() < 0 or arr.max() > 255:
-            raise DataError(
-                f"faces must hold pixel values 0-255 (uint8), got dtype {arr.dtype}",
-                field="faces",
-            )
-        arr = np.rint(arr).astype(np.uint8)
-    return np.ascontiguousarray(arr)
+    return arr
 
 
 def _resize_all(faces: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
