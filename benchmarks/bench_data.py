@@ -36,6 +36,7 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
+from doc_section import DOC, write_doc_section
 from rich.console import Console
 from rich.table import Table
 
@@ -44,7 +45,6 @@ from ferlab.data._problems import Problems
 from ferlab.data.fer2013_csv import parse_fer2013_csv, read_source_bytes
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Data loading"
 N_ROWS = 35_887
 
@@ -208,15 +208,7 @@ def write_section(
         f"Ratio: {ratios}.",
         "",
     ]
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if SECTION in text:
-        head, _, rest = text.partition(SECTION)
-        following = rest.find("\n## ")
-        tail = rest[following + 1 :] if following >= 0 else ""
-        text = head.rstrip("\n") + "\n\n" + "\n".join(lines) + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + "\n".join(lines)
-    DOC.write_text(text)
+    write_doc_section(lines)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the synthetic task lives with the tests
 
+from doc_section import write_doc_section  # noqa: E402
+
 import ferlab  # noqa: E402
 from ferlab.explain import (  # noqa: E402
     CAM_METHODS,
@@ -49,7 +51,6 @@ from tests.explain.explain_helpers import (  # noqa: E402
     train_on_region_task,
 )
 
-DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Explanations"
 
 
@@ -174,15 +175,7 @@ def write_section(args, described: str, ms: dict, rows: list) -> None:  # noqa: 
             f"| {name} ({heads[name]}) | {method} | {acc:.2f} | {inside:.2f} | {near:.2f} "
             f"| {empty} |"
         )
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = "\n".join(lines) + "\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    DOC.write_text(text)
+    write_doc_section(lines)
 
 
 if __name__ == "__main__":

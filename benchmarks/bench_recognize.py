@@ -54,6 +54,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from doc_section import write_doc_section
 from rich.console import Console
 from rich.table import Table
 
@@ -61,7 +62,6 @@ from ferlab.recognize import HaarDetector, Recognizer
 from ferlab.recognize.detect import iou
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Recognizer"
 DATASETS = REPO / ".." / "shared" / "datasets"
 PRIVATE_TEST_START = 32298  # first PrivateTest row of fer2013.csv
@@ -435,15 +435,7 @@ def write_section(args, n, rows, stages, photos_n, folder_s, folder_results, fer
             "|---|---:|---:|---:|",
         ]
         lines += [f"| {a} | {r:.3f} | {f:.3f} | {m:.1f} |" for a, r, f, m in accuracy]
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = "\n".join(lines) + "\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    DOC.write_text(text)
+    write_doc_section(lines)
 
 
 if __name__ == "__main__":

@@ -42,21 +42,19 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import httpx
 import numpy as np
 import torch
 from bench_recognize import load_classifier, read_faces
+from doc_section import write_doc_section
 from rich.console import Console
 from rich.table import Table
 from websockets.sync.client import connect
 
 from ferlab.recognize import FrameResult, Recognizer, decode_image
 
-REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "benchmarks.md"
 SECTION = "## Web service"
 #: Alternating rounds of the in-process reference and of one HTTP client.
 ROUNDS = 5
@@ -339,15 +337,7 @@ def write_section(args, described: str, load: float, rows: dict) -> None:  # noq
         f"median latency from receipt to answer {cam['latency_p50']:.0f} ms: the latency stays "
         "that of one frame instead of growing with a queue.",
     ]
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = "\n".join(lines) + "\n"
-    if SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    DOC.write_text(text)
+    write_doc_section(lines)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,24 @@
+"""Writing a benchmark's results into its section of ``docs/benchmarks.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+
+
+def write_doc_section(lines: list[str], doc: Path = DOC) -> None:
+    """Replace the section that ``lines`` heads (``lines[0]``, a ``## `` heading) or append it.
+
+    Other sections keep their place and text, so each benchmark rewrites only its own results.
+    """
+    section = lines[0]
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    block = "\n".join(lines).rstrip("\n") + "\n"
+    if section in text:
+        head, rest = text.split(section, 1)
+        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
+        text = head + block + ("\n" + tail if tail else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    doc.write_text(text)
