@@ -50,6 +50,18 @@ RuntimeOption = Annotated[
         "fly) or auto (torch when installed; .onnx files always run with ONNX Runtime).",
     ),
 ]
+CameraOption = Annotated[
+    str,
+    typer.Option(
+        "--camera",
+        metavar="INDEX|PATH",
+        help="Camera index, or a stream URL / video file read like a camera.",
+    ),
+]
+FramesOption = Annotated[
+    int | None,
+    typer.Option("--frames", metavar="N", min=1, help="Stop after N processed frames."),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")]
 SmoothingOption = Annotated[
     float,
@@ -338,21 +350,11 @@ def _print_summary(results: Any, path: Path) -> None:
 
 
 def live(
-    camera: Annotated[
-        str,
-        typer.Option(
-            "--camera",
-            metavar="INDEX|PATH",
-            help="Camera index, or a stream URL / video file read like a camera.",
-        ),
-    ] = "0",
+    camera: CameraOption = "0",
     json_out: Annotated[
         bool, typer.Option("--json", help="Stream JSON lines even when a window could be shown.")
     ] = False,
-    frames: Annotated[
-        int | None,
-        typer.Option("--frames", metavar="N", min=1, help="Stop after N processed frames."),
-    ] = None,
+    frames: FramesOption = None,
     model: ModelOption = "default",
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",

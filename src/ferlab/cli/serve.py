@@ -17,8 +17,10 @@ import typer
 from rich.console import Console
 
 from ferlab.cli.predict import (
+    CameraOption,
     DetectorOption,
     DeviceOption,
+    FramesOption,
     ModelOption,
     RuntimeOption,
     SmoothingOption,
@@ -165,14 +167,7 @@ def serve(
 
 
 def light(
-    camera: Annotated[
-        str,
-        typer.Option(
-            "--camera",
-            metavar="INDEX|PATH",
-            help="Camera index, or a stream URL / video file read like a camera.",
-        ),
-    ] = "0",
+    camera: CameraOption = "0",
     sink: Annotated[
         str, typer.Option("--sink", metavar="stdout|webhook", help="Where colours go.")
     ] = "stdout",
@@ -187,10 +182,7 @@ def light(
             help="Extra webhook request header, e.g. 'Authorization: Bearer TOKEN' (repeatable).",
         ),
     ] = None,
-    frames: Annotated[
-        int | None,
-        typer.Option("--frames", metavar="N", min=1, help="Stop after N processed frames."),
-    ] = None,
+    frames: FramesOption = None,
     model: ModelOption = "default",
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
