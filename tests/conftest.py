@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 DATASETS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
@@ -54,3 +55,19 @@ def fer2013_cache_dir(fer2013_csv: Path, tmp_path_factory: pytest.TempPathFactor
     cache = tmp_path_factory.mktemp("fer2013-cache")
     load_dataset(fer2013_csv, cache_dir=cache, progress=False)
     return cache
+
+
+@pytest.fixture(scope="session")
+def fer_faces() -> dict[int, np.ndarray]:
+    """Real FER2013 faces decoded straight from the shared CSV (rows ``FACE_ROWS``), by row."""
+    from tests.recognize.recognize_helpers import FACE_ROWS, FER_CSV, read_fer_rows
+
+    if not FER_CSV.exists():
+        pytest.skip(f"FER2013 CSV not found at {FER_CSV}")
+    return read_fer_rows(FACE_ROWS)
+
+
+@pytest.fixture(scope="session")
+def face(fer_faces: dict[int, np.ndarray]) -> np.ndarray:
+    """One clear frontal FER2013 face (row 8)."""
+    return fer_faces[8]

@@ -8,26 +8,16 @@ import numpy as np
 import pytest
 
 import ferlab
-from ferlab.engine import recipe_from_dict, train
 from ferlab.engine.checkpoint import release_checkpoint
 from ferlab.errors import DataError, FerlabError, UnknownNameError
-from tests.engine.engine_helpers import synthetic_data
+from tests.engine.engine_helpers import synthetic_data, trained_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A real checkpoint: Deep-Emotion without STN, trained a few epochs on learnable data."""
-    recipe = recipe_from_dict(
-        {
-            "model": {"name": "deep_emotion_nostn"},
-            "optim": {"name": "adam", "lr": 0.01},
-            "train": {"epochs": 3, "batch_size": 64},
-            "eval": {"plots": False},
-        }
-    )
     out = tmp_path_factory.mktemp("run")
-    train(recipe, data=synthetic_data(600), out_dir=out)
-    return out / "best.pt"
+    return trained_checkpoint(out, "deep_emotion_nostn", epochs=3, n=600)
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import ferlab
-from ferlab.engine import recipe_from_dict, train
-from tests.engine.engine_helpers import synthetic_data
+from tests.engine.engine_helpers import trained_checkpoint
 
 #: Constructor arguments that shrink the big zoo models (same architecture, fewer channels) so
 #: that every model can run every method within the suite's time.
@@ -45,18 +44,8 @@ def faces() -> np.ndarray:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real checkpoint: Deep-Emotion (spatial transformer) on 44×44 centre crops, trained two
     epochs on learnable synthetic data."""
-    recipe = recipe_from_dict(
-        {
-            "model": {"name": "deep_emotion"},
-            "data": {"crop": 44},
-            "optim": {"name": "adam", "lr": 0.01},
-            "train": {"epochs": 2, "batch_size": 64},
-            "eval": {"plots": False},
-        }
-    )
     out = tmp_path_factory.mktemp("explain-run")
-    train(recipe, data=synthetic_data(420), out_dir=out)
-    return out / "best.pt"
+    return trained_checkpoint(out, "deep_emotion", epochs=2, n=420, crop=44)
 
 
 @pytest.fixture(scope="session")
