@@ -149,31 +149,6 @@ def print_plan(
             console.print(f"  {g.configuration}", highlight=False, soft_wrap=True)
 
 
-class _DataCache:
-    """Each dataset read once per session (the recipes share FER2013)."""
-
-    def __init__(self) -> None:
-        self._data: dict[tuple, Any] = {}
-
-    def get(self, recipe: Any) -> Any:
-        from ferlab.data import load_dataset
-
-        d = recipe.data
-        key = (d.path, d.ferplus, d.labels, d.skip_bad, d.val_fraction, recipe.train.seed)
-        if key not in self._data:
-            self._data[key] = load_dataset(
-                d.path,
-                ferplus=d.ferplus,
-                labels=d.labels,
-                cache_dir=d.cache_dir,
-                skip_bad=d.skip_bad,
-                val_fraction=d.val_fraction,
-                seed=recipe.train.seed,
-                progress=True,
-            )
-        return self._data[key]
-
-
 def train_run(
     run: PlannedRun,
     spec: ReproductionSpec,
@@ -181,7 +156,6 @@ def train_run(
     clock: str,
     threads: int | None,
     face_checkpoint: Path | None,
-    data: _DataCache,
     console: Console,
 ) -> str:
     """Train or resume one run; its stop reason."""
@@ -204,7 +178,6 @@ def train_run(
     record_machine(run.out, recipe.train.num_threads or threads)
     result = train(
         recipe,
-        data=data.get(recipe),
         out_dir=run.out,
         resume=resume,
         progress=True,
@@ -264,7 +237,6 @@ def _campaign(
     clock: str,
     console: Console,
 ) -> int:
-    data = _DataCache()
     failed: list[tuple[PlannedRun, str]] = []
     face_checkpoint: Path | None = None
     todo = [r for r in runs if r.state in ("new", "resume")]
@@ -276,9 +248,7 @@ def _campaign(
                 continue
         console.rule(f"[{i}/{len(todo)}] {run.out.name} ({run.state}): {'; '.join(run.rows)}")
         try:
-            reason = train_run(
-                run, spec, budget, clock, args.threads, face_checkpoint, data, console
-            )
+            reason = train_run(run, spec, budget, clock, args.threads, face_checkpoint, console)
         except FerlabError as exc:
             console.print(f"[bold red]failed:[/] {exc}", highlight=False, soft_wrap=True)
             failed.append((run, str(exc)))
