@@ -64,6 +64,8 @@ def model_file(name_or_path: str | Path) -> Path:
         )
     path = Path(key)
     if not path.exists():
+        if path.suffix or len(path.parts) > 1:
+            raise DataError("checkpoint not found", path=path)
         raise UnknownNameError(
             "model (name or checkpoint path)",
             key,

@@ -98,6 +98,20 @@ def ddp_worker(rank: int, world: int, port: int, out_dir: str, recipe_dict: dict
     train(recipe_from_dict(recipe_dict), data=synthetic_data(), out_dir=out_dir)
 
 
+def write_synthetic_csv(path: Path, n: int = 210) -> Path:
+    """:func:`synthetic_data` as a challenge CSV: two thirds Training, then PublicTest and
+    PrivateTest in equal parts."""
+    from tests.data.fer_builders import csv_row, write_csv
+
+    data = synthetic_data(n=n)
+    rows = []
+    for i, (label, image) in enumerate(zip(data.labels.tolist(), data.images.numpy(), strict=True)):
+        part = 0 if i < 2 * n // 3 else (1 if i < 5 * n // 6 else 2)
+        usage = ("Training", "PublicTest", "PrivateTest")[part]
+        rows.append(csv_row(label, image, usage))
+    return write_csv(path, rows)
+
+
 def trained_checkpoint(
     out_dir: Path, model: str, *, epochs: int, n: int, crop: int | None = None
 ) -> Path:

@@ -284,3 +284,37 @@ def test_face_checkpoint_is_loaded_into_the_frozen_face_network(tiny_model, tmp_
     recipe.model = ModelSection(name=tiny_model, face_checkpoint=str(face_ckpt))
     with pytest.raises(FerlabError, match="has no face network"):
         train(recipe, data=data, out_dir=tmp_path / "tiny")
+
+
+def test_init_from_fine_tunes_onto_another_label_set(tiny_model, tmp_path):
+    """The FER+ model starts from the FER2013 one: trained features kept, a fresh classifier."""
+    source_run = train(_recipe(tiny_model, epochs=1), data=synthetic_data(), out_dir=tmp_path / "a")
+    source = read_checkpoint(source_run.out_dir / "best.pt")
+    recipe = _recipe(tiny_model, epochs=1)
+    recipe.model.init_from = str(source_run.out_dir / "best.pt")
+    recipe.optim.lr = 0.0  # no update: the run's weights are exactly what it started from
+    recipe.data.normalize = "none"  # ignored: fine-tuning keeps the source's statistics
+    tuned = train(recipe, data=synthetic_data(ferplus="majority"), out_dir=tmp_path / "b")
+    ckpt = read_checkpoint(tuned.out_dir / "best.pt")
+    for key in ("mean", "std", "crop"):
+        assert torch.equal(*(torch.as_tensor(c["preprocess"][key]) for c in (ckpt, source)))
+    weights, start = ckpt["state_dict"], source["state_dict"]
+    assert torch.equal(weights["features.0.weight"], start["features.0.weight"])
+    assert weights["head.1.weight"].shape == (8, 128) != start["head.1.weight"].shape
+    info = ckpt["init_from"]
+    assert info["fresh"] == ["head.1.bias", "head.1.weight"]
+    assert info["sha256"] == checkpoint_mod.file_sha256(source_run.out_dir / "best.pt")
+    assert info["classes"] == list(source["classes"])
+
+
+def test_init_from_errors_name_the_source(tiny_model, tmp_path):
+    source_run = train(_recipe(tiny_model, epochs=1), data=synthetic_data(), out_dir=tmp_path / "a")
+    recipe = _recipe(tiny_model, epochs=1)
+    recipe.model.init_from = str(tmp_path / "missing.pt")
+    with pytest.raises(DataError, match="checkpoint not found"):
+        train(recipe, data=synthetic_data(), out_dir=tmp_path / "b")
+    recipe.model.init_from = str(source_run.out_dir / "best.pt")
+    recipe.data.crop = 40
+    with pytest.raises(DataError, match="crop 44") as err:
+        train(recipe, data=synthetic_data(), out_dir=tmp_path / "c")
+    assert "best.pt" in str(err.value)

@@ -27,8 +27,7 @@ from ferlab.engine.report import (
 from ferlab.errors import DataError, FerlabError
 from ferlab.models import list_models
 from tests.cli.cli_helpers import run as run_cli
-from tests.data.fer_builders import csv_row, write_csv
-from tests.engine.engine_helpers import synthetic_data
+from tests.engine.engine_helpers import synthetic_data, write_synthetic_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "benchmarks" / "reproduction.yaml"
@@ -83,12 +82,7 @@ def _write_plan(root: Path) -> Path:
     for name, (model, lr, source, acc) in specs.items():
         text = RECIPE.format(model=model, lr=lr, source=source, acc=acc)
         (recipes / f"{name}.yaml").write_text(text)
-    data = synthetic_data(n=210)
-    rows = []
-    for i, (label, image) in enumerate(zip(data.labels.tolist(), data.images.numpy(), strict=True)):
-        usage = ("Training", "PublicTest", "PrivateTest")[0 if i < 140 else (1 if i < 175 else 2)]
-        rows.append(csv_row(label, image, usage))
-    write_csv(recipes / "fer_small.csv", rows)
+    write_synthetic_csv(recipes / "fer_small.csv")
     plan = root / "plan.yaml"
     plan.write_text(SMALL_PLAN)
     return plan

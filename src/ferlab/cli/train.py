@@ -109,6 +109,12 @@ def train_cmd(
     precision: str | None = typer.Option(
         None, "--precision", help="auto (AMP on CUDA, fp32 on CPU), fp32, bf16 or fp16."
     ),
+    init_from: str | None = typer.Option(
+        None,
+        "--init-from",
+        help="Fine-tune: start from this checkpoint or shipped model (default); layers that "
+        "do not fit, such as another label set's classifier, start fresh.",
+    ),
     ferplus: FerplusOption = None,
     labels: LabelsOption = None,
     cache_dir: CacheDirOption = None,
@@ -153,6 +159,7 @@ def train_cmd(
         "train.device": device,
         "train.precision": precision,
         "optim.lr": lr,
+        "model.init_from": init_from,
     }
     recipe = apply_overrides(recipe, overrides, where="command-line options")
     d = recipe.data
@@ -196,12 +203,21 @@ def train_cmd(
 
 
 def evaluate_cmd(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint written by ferlab train (best.pt)."),
+    model: str = typer.Argument(
+        ...,
+        metavar="CHECKPOINT",
+        help="A checkpoint written by ferlab train (best.pt) or a shipped model: default, ferplus.",
+    ),
     data: Path | None = typer.Option(
         None, "--data", help="Dataset path (default: the path the model was trained on)."
     ),
     split: str = typer.Option("test", "--split", help="val or test."),
-    tta: str = typer.Option("none", "--tta", help="Test-time augmentation: none, flip, ten_crop."),
+    tta: str | None = typer.Option(
+        None,
+        "--tta",
+        help="Test-time augmentation: none, flip, ten_crop (default: a shipped model's own, "
+        "else none).",
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Also write confusion and misclassified-example PNGs here."
     ),
@@ -230,11 +246,18 @@ def evaluate_cmd(
 
     from ferlab.engine.checkpoint import read_checkpoint
     from ferlab.engine.evaluate import evaluate_checkpoint
+    from ferlab.predictor import model_file
 
     if device == "cuda" and not torch.cuda.is_available():
         raise FerlabError("--device cuda was requested but no CUDA device is available")
     dev = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
-    rd = read_checkpoint(checkpoint)["recipe"]
+    checkpoint = model_file(model)
+    if checkpoint.suffix.lower() == ".onnx":
+        raise DataError("ferlab evaluate needs a PyTorch checkpoint (.pt)", path=checkpoint)
+    stored = read_checkpoint(checkpoint)
+    # A released model records the test-time augmentation it is meant to be used with.
+    tta = tta or stored.get("tta", "none")
+    rd = stored["recipe"]
     trained = rd["data"]
     path = data if data is not None else trained.get("path")
     if not path:
@@ -257,7 +280,7 @@ def evaluate_cmd(
         typer.echo(json.dumps(result, indent=2))
         return
     table = Table(
-        title=f"{checkpoint} on {split} ({result['n']} images, tta {tta})",
+        title=f"{model} on {split} ({result['n']} images, tta {tta})",
         caption=f"accuracy {result['accuracy']:.2%} · macro-F1 {result['macro_f1']:.4f}",
     )
     table.add_column("class")

@@ -21,6 +21,7 @@ or tampered file cannot run code.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "FORMAT",
     "atomic_save",
     "build_model",
+    "file_sha256",
     "load_checkpoint",
     "read_checkpoint",
     "release_checkpoint",
@@ -66,6 +68,15 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks: the provenance of weights a run started from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

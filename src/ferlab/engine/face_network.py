@@ -21,7 +21,6 @@ metrics). A trained emotion model loads without the face checkpoint.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from ferlab.engine.augment import Preprocess
-from ferlab.engine.checkpoint import read_checkpoint
+from ferlab.engine.checkpoint import file_sha256, read_checkpoint
 from ferlab.engine.recipe import (
     AugmentSection,
     DataSection,
@@ -71,14 +70,6 @@ def face_recipe() -> Recipe:
             "not public; the emotion networks' training protocol is used.",
         ),
     )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_preprocess(face: Preprocess, emotion: Preprocess, path: Path) -> None:
@@ -146,7 +137,7 @@ def load_face_network(model: nn.Module, path: str | Path, preprocess: Preprocess
     face.eval()
     return {
         "path": str(path.resolve()),
-        "sha256": _sha256(path),
+        "sha256": file_sha256(path),
         "model": ckpt["model"],
         "classes": list(ckpt["classes"]),
         "metrics": ckpt.get("metrics", {}),

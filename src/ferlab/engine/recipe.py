@@ -2,7 +2,7 @@
 
 A recipe is a plain YAML mapping with one section per concern::
 
-    model:    {name: medium_cnn, kwargs: {}, face_checkpoint: null}
+    model:    {name: medium_cnn, kwargs: {}, face_checkpoint: null, init_from: null}
     data:     {path: ../shared/datasets/fer2013/fer2013.csv.gz, labels: fer2013, crop: null,
                hist_eq: false, normalize: per_pixel, val_fraction: 0.1}
     augment:  {flip: true, shift: 0.1}
@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from ferlab.errors import DataError, FerlabError
+from ferlab.predictor import SHIPPED
 
 __all__ = [
     "AugmentSection",
@@ -64,6 +65,10 @@ class ModelSection:
     face_checkpoint: str | None = None
     """Facial-attention models only: a trained face/non-face checkpoint loaded into the model's
     frozen face network."""
+    init_from: str | None = None
+    """Start from another run's weights (fine-tuning): a checkpoint path or a shipped model name
+    (``default``). Tensors whose shapes differ, such as the classifier of another label set,
+    start fresh; the source's normalisation and crop are kept."""
 
 
 @dataclass
@@ -390,6 +395,9 @@ def load_recipe(path: str | Path) -> Recipe:
         recipe.data.ferplus = str((path.parent / recipe.data.ferplus).resolve())
     if recipe.model.face_checkpoint and not Path(recipe.model.face_checkpoint).is_absolute():
         recipe.model.face_checkpoint = str((path.parent / recipe.model.face_checkpoint).resolve())
+    init = recipe.model.init_from
+    if init and init not in SHIPPED and not Path(init).is_absolute():
+        recipe.model.init_from = str((path.parent / init).resolve())
     if not recipe.model.name:
         raise DataError("the recipe names no model (model.name)", path=path)
     return recipe

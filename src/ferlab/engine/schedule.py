@@ -40,7 +40,7 @@ class LRSchedule:
             warm = c.warmup_epochs * self.steps_per_epoch
             span = max(1.0, total - warm)
             t = min(max(step - warm, 0) / span, 1.0)
-            floor = c.min_lr / self.base_lr
+            floor = c.min_lr / self.base_lr if self.base_lr else 0.0
             factor = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
         else:  # constant, plateau
             factor = 1.0

@@ -1,0 +1,186 @@
+"""Ship a finished run as one of ferlab's built-in models.
+
+    python scripts/release_model.py checkpoints/ferlab_default default
+    python scripts/release_model.py runs/ferlab_ferplus ferplus
+
+Writes ``src/ferlab/weights/<name>.pt`` (the run's ``best.pt`` without training state, with
+its measured metrics, training time and code version) and its ``.onnx`` twin (ONNX Runtime,
+no PyTorch needed); refuses either over 10 MB. Measures the validation split under every
+test-time augmentation (the test split was evaluated once, by the run, with the TTA its recipe
+fixed beforehand) and rewrites the model's section of ``docs/models.md`` from those numbers,
+with its figures in ``docs/img/models/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.doc_section import write_doc_section  # noqa: E402
+
+MAX_BYTES = 10_000_000
+WEIGHTS = ROOT / "src" / "ferlab" / "weights"
+CARD = ROOT / "docs" / "models.md"
+TTAS = ("none", "flip", "ten_crop")
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _check_size(path: Path) -> None:
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        path.unlink()
+        sys.exit(f"{path}: {size / 1e6:.1f} MB is over the {MAX_BYTES / 1e6:.0f} MB limit")
+
+
+def _val_by_tta(checkpoint: Path, recipe: dict) -> dict[str, dict]:
+    from ferlab.data import load_dataset
+    from ferlab.engine.evaluate import evaluate_checkpoint
+
+    d = recipe["data"]
+    data = load_dataset(
+        d["path"],
+        ferplus=d["ferplus"],
+        labels=d["labels"],
+        val_fraction=d["val_fraction"],
+        seed=recipe["train"]["seed"],
+        progress=False,
+    )
+    return {t: evaluate_checkpoint(checkpoint, data, split="val", tta=t) for t in TTAS}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def card_section(name: str, m: dict, val: dict[str, dict], sizes: dict[str, int]) -> list[str]:
+    test = m["test"]
+    hours = m["train_time_s"] / 3600
+    lines = [
+        f"## Measured: `{name}`",
+        "",
+        f"Written by `scripts/release_model.py` from the run's `metrics.json` (recipe "
+        f"`recipes/{m['name']}.yaml`). Selected on the validation split (best epoch "
+        f"{m['best_epoch']:g} of {m['epochs']:g}, EMA weights); the test split was evaluated "
+        f"once, from that checkpoint, with the test-time augmentation the recipe fixed "
+        f"beforehand (`{m['tta']}`).",
+        "",
+        "| split | images | TTA | accuracy | macro-F1 |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for tta, r in val.items():
+        lines.append(
+            f"| val (PublicTest) | {r['n']} | {tta} | {_pct(r['accuracy'])} | {r['macro_f1']:.4f} |"
+        )
+    lines += [
+        f"| **test (PrivateTest)** | {test['n']} | {m['tta']} | **{_pct(test['accuracy'])}** | "
+        f"{test['macro_f1']:.4f} |",
+        "",
+        "Per class on the test split (recall):",
+        "",
+        "| " + " | ".join(test["per_class"]) + " |",
+        "|" + "---:|" * len(test["per_class"]),
+        "| " + " | ".join(_pct(v) for v in test["per_class"].values()) + " |",
+        "",
+        f"Training: {m['steps']} steps, {hours:.2f} h of training time "
+        f"({m['cpu_time_s'] / 3600:.2f} CPU-hours of process time), on {_cpu_name()}; "
+        f"{m['params']:,} parameters. Weights: `ferlab/weights/{name}.pt` "
+        f"{sizes['pt'] / 1e6:.1f} MB, `{name}.onnx` {sizes['onnx'] / 1e6:.1f} MB.",
+        "",
+        f"![{name}: test confusion matrix](img/models/{name}_confusion_test.png)",
+        f"![{name}: training curves](img/models/{name}_curves.png)",
+        f"![{name}: misclassified test faces](img/models/{name}_misclassified_test.png)",
+        "",
+    ]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="finished run folder (best.pt, metrics.json)")
+    parser.add_argument("name", help="shipped model name: default or ferplus")
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS)
+    parser.add_argument(
+        "--card", type=Path, default=CARD, help="figures go to img/models/ beside it"
+    )
+    args = parser.parse_args(argv)
+
+    from ferlab.engine.checkpoint import read_checkpoint, release_checkpoint
+    from ferlab.export import export_onnx
+    from ferlab.predictor import SHIPPED
+
+    if args.name not in SHIPPED:
+        sys.exit(f"unknown shipped model name '{args.name}'; known: {', '.join(SHIPPED)}")
+    metrics_path = args.run / "metrics.json"
+    if not metrics_path.is_file():
+        sys.exit(f"{metrics_path}: not found; is the run finished?")
+    m = json.loads(metrics_path.read_text())
+    best = args.run / "best.pt"
+    recipe = read_checkpoint(best)["recipe"]
+    val = _val_by_tta(best, recipe)
+
+    args.weights_dir.mkdir(parents=True, exist_ok=True)
+    pt = args.weights_dir / SHIPPED[args.name]
+    onnx = pt.with_suffix(".onnx")
+    for path in (pt, onnx):
+        path.unlink(missing_ok=True)
+    release_checkpoint(
+        best,
+        pt,
+        tta=m["tta"],
+        metrics={"val": val[m["tta"]], "test": m["test"], "tta": m["tta"]},
+        training={
+            k: m[k]
+            for k in ("epochs", "steps", "best_epoch", "train_time_s", "cpu_time_s", "precision")
+        }
+        | {"hardware": _cpu_name()},
+        code_version=_git_commit(),
+        card="docs/models.md",
+    )
+    _check_size(pt)
+    export_onnx(pt, onnx, dynamic_batch=True)
+    _check_size(onnx)
+
+    figures = args.card.parent / "img" / "models"
+    figures.mkdir(parents=True, exist_ok=True)
+    for fig in ("confusion_test", "curves", "misclassified_test"):
+        src = args.run / f"{fig}.png"
+        if src.is_file():
+            shutil.copyfile(src, figures / f"{args.name}_{fig}.png")
+    sizes = {"pt": pt.stat().st_size, "onnx": onnx.stat().st_size}
+    write_doc_section(card_section(args.name, m, val, sizes), args.card)
+    summary = {t: round(v["accuracy"], 4) for t, v in val.items()}
+    print(json.dumps({"weights": str(pt), "val": summary, "test": m["test"]["accuracy"]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""scripts/release_model.py: a finished run becomes a shipped model, its card section written."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ferlab
+from ferlab.engine import read_checkpoint, recipe_from_dict, train
+from tests.engine.engine_helpers import write_synthetic_csv
+
+pytest.importorskip("onnxruntime")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "release_model.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("release_model", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_release_ships_weights_onnx_twin_and_card(tiny_model, tmp_path):
+    csv = write_synthetic_csv(tmp_path / "fer.csv")
+    recipe = recipe_from_dict(
+        {
+            "model": {"name": tiny_model},
+            "data": {"path": str(csv), "crop": 44, "cache_dir": str(tmp_path / "cache")},
+            "optim": {"name": "adam", "lr": 0.01},
+            "train": {"epochs": 2, "batch_size": 32},
+            "eval": {"tta": "flip"},
+        }
+    )
+    run = train(recipe, out_dir=tmp_path / "run").out_dir
+    card = tmp_path / "docs" / "models.md"
+    card.parent.mkdir()
+    card.write_text("# Models\n\nHand-written text.\n\n## Measured: `default`\n\nold numbers\n")
+    weights = tmp_path / "weights"
+    _script().main([str(run), "default", "--weights-dir", str(weights), "--card", str(card)])
+
+    shipped = read_checkpoint(weights / "default.pt")
+    assert "train_state" not in shipped and shipped["tta"] == "flip"
+    assert (
+        shipped["metrics"]["test"]["accuracy"]
+        == read_checkpoint(run / "best.pt")["metrics"]["test"]["accuracy"]
+    )
+    assert shipped["training"]["steps"] > 0 and shipped["code_version"]
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    torch_probs = ferlab.load_model(weights / "default.pt", tta="none").predict_proba(faces)
+    onnx_probs = ferlab.load_model(weights / "default.onnx", tta="none").predict_proba(faces)
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4)
+
+    text = card.read_text()
+    assert "Hand-written text." in text and "old numbers" not in text
+    assert text.count("| val (PublicTest) |") == 3  # one row per test-time augmentation
+    assert "**test (PrivateTest)**" in text
+    assert (tmp_path / "docs" / "img" / "models" / "default_confusion_test.png").is_file()
