@@ -14,19 +14,40 @@ import ferlab
 from ferlab.predictor import shipped_models
 
 FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FERPLUS_LABELS = (
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+)
 
 #: Fixed PrivateTest sample: its first rows, in file order (not chosen by outcome).
 SAMPLE_SIZE = 1000
 #: Accuracy the shipped default model must reach on that sample without test-time augmentation:
 #: a floor a few points below what the released weights score (docs/models.md).
 DEFAULT_MIN_ACCURACY = 0.60
+#: The same for the FER+ model on the majority-labelled faces among those rows.
+FERPLUS_MIN_ACCURACY = 0.75
+
+
+def _shipped(name: str):
+    if name not in shipped_models():
+        pytest.skip(f"no shipped {name} model in this install (ferlab/weights/{name}.pt)")
+    return ferlab.load_model(name, device="cpu", tta="none")
 
 
 @pytest.fixture(scope="module")
 def default_model():
-    if "default" not in shipped_models():
-        pytest.skip("no shipped default model in this install (ferlab/weights/default.pt)")
-    return ferlab.load_model("default", device="cpu", tta="none")
+    return _shipped("default")
+
+
+@pytest.fixture(scope="module")
+def ferplus_model():
+    return _shipped("ferplus")
 
 
 @pytest.fixture
@@ -37,16 +58,35 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
-def test_default_loads_offline_with_its_metadata(no_network):
-    if "default" not in shipped_models():
-        pytest.skip("no shipped default model in this install (ferlab/weights/default.pt)")
-    model = ferlab.load_model("default", device="cpu")
-    assert model.labels == FER2013_LABELS
+@pytest.mark.parametrize(
+    ("name", "labels"), [("default", FER2013_LABELS), ("ferplus", FERPLUS_LABELS)]
+)
+def test_shipped_model_loads_offline_with_its_metadata(name, labels, no_network):
+    if name not in shipped_models():
+        pytest.skip(f"no shipped {name} model in this install (ferlab/weights/{name}.pt)")
+    model = ferlab.load_model(name, device="cpu")
+    assert model.labels == labels
+    assert model.tta == "ten_crop"
     assert model.input_size[1:] in ((48, 48), (44, 44))
     meta = model.meta
     assert meta["metrics"]["val"]["accuracy"] > 0.5
+    assert meta["metrics"]["test"]["n"] > 3000
     assert meta["recipe"]["model"]["name"] == meta["model"]["name"]
-    assert meta["ferlab_version"]
+    assert meta["ferlab_version"] and meta["code_version"] and meta["training"]["train_time_s"]
+    path = shipped_models()[name]
+    assert path.stat().st_size <= 10_000_000
+    assert path.with_suffix(".onnx").stat().st_size <= 10_000_000
+
+
+@pytest.mark.parametrize("name", ["default", "ferplus"])
+def test_shipped_onnx_twin_matches_pytorch(name, fer_faces):
+    pytest.importorskip("onnxruntime")
+    torch_model = _shipped(name)
+    onnx_model = ferlab.load_model(name, runtime="onnx", tta="none")
+    faces = np.stack(list(fer_faces.values()))
+    np.testing.assert_allclose(
+        onnx_model.predict_proba(faces), torch_model.predict_proba(faces), atol=1e-4
+    )
 
 
 def test_default_outputs(default_model):
@@ -67,6 +107,27 @@ def test_default_accuracy_on_real_private_test_faces(default_model, fer2013_csv,
     pred = default_model.predict_proba(faces).argmax(1)
     accuracy = float((pred == truth).mean())
     assert accuracy >= DEFAULT_MIN_ACCURACY, f"{accuracy:.3f} on {len(test)} PrivateTest faces"
+
+
+def test_ferplus_accuracy_on_real_private_test_faces(
+    ferplus_model, fer2013_csv, fer2013_cache_dir, datasets_dir
+):
+    from ferlab.data import load_dataset
+
+    votes = datasets_dir / "ferplus" / "fer2013new.csv"
+    if not votes.is_file():
+        pytest.skip(f"FER+ votes not found at {votes}")
+    data = load_dataset(
+        fer2013_csv,
+        ferplus=votes,
+        labels="ferplus-majority",
+        cache_dir=fer2013_cache_dir,
+        progress=False,
+    )
+    test = np.flatnonzero(data.split.numpy() == 2)[:SAMPLE_SIZE]
+    pred = ferplus_model.predict_proba(data.images.numpy()[test]).argmax(1)
+    accuracy = float((pred == data.labels.numpy()[test]).mean())
+    assert accuracy >= FERPLUS_MIN_ACCURACY, f"{accuracy:.3f} on {len(test)} FER+ test faces"
 
 
 def test_astronaut_photo_is_happy_end_to_end(default_model):
