@@ -171,6 +171,8 @@ def test_predict_bad_choices_are_one_line_errors(
     assert code == 2
     assert "unknown detector 'yolo'" in err and "haar-profile" in err
     assert "Traceback" not in err
+    code, _, err = run(["predict", str(inputs["good"]), "--tta", "twelve_crop"], capsys)
+    assert code == 2 and "unknown --tta value 'twelve_crop'" in err and "ten_crop" in err
 
 
 def test_help_names_every_detector(capsys: pytest.CaptureFixture) -> None:

@@ -113,8 +113,8 @@ def test_model_objects_are_duck_typed() -> None:
 def test_model_names_go_to_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def load_model(name: str, device: str = "auto", runtime: str = "auto") -> BrightnessClassifier:
-        calls.append((name, device, runtime))
+    def load_model(name: str, device: str = "auto", runtime: str = "auto", **options):
+        calls.append((name, device, runtime, *options.values()))
         return BrightnessClassifier()
 
     fake = types.ModuleType("ferlab.predictor")
@@ -124,6 +124,8 @@ def test_model_names_go_to_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
     assert calls == [("default", "cpu", "auto")] and recognizer.labels == EMOTIONS
     Recognizer(model=Path("runs/best.pt"), runtime="onnx")
     assert calls[-1] == ("runs/best.pt", "auto", "onnx")
+    Recognizer(model="default", tta="none")
+    assert calls[-1] == ("default", "auto", "auto", "none")
 
 
 def test_model_name_without_a_loader_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
+from ferlab.errors import UnknownNameError
+
 if TYPE_CHECKING:
     from ferlab.recognize import FrameResult, Recognizer, Results
 
@@ -48,6 +50,15 @@ RuntimeOption = Annotated[
         metavar="NAME",
         help="What runs the model: torch, onnx (ONNX Runtime; a checkpoint is exported on the "
         "fly) or auto (torch when installed; .onnx files always run with ONNX Runtime).",
+    ),
+]
+TtaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tta",
+        metavar="NAME",
+        help="Test-time augmentation: none, flip or ten_crop (10 inputs per face, the most "
+        "accurate); default: the model's own (ten_crop for the shipped models).",
     ),
 ]
 CameraOption = Annotated[
@@ -86,10 +97,17 @@ def register(app: typer.Typer) -> None:
     app.command("live")(live)
 
 
-def _recognizer(model: str, detector: str, device: str, runtime: str, **kwargs: Any) -> Recognizer:
+def _recognizer(
+    model: str, detector: str, device: str, runtime: str, tta: str | None, **kwargs: Any
+) -> Recognizer:
+    from ferlab.predictor import TTA_CHOICES
     from ferlab.recognize import Recognizer
 
-    return Recognizer(detector=detector, model=model, device=device, runtime=runtime, **kwargs)
+    if tta is not None and tta not in TTA_CHOICES:
+        raise UnknownNameError("--tta value", tta, list(TTA_CHOICES))
+    return Recognizer(
+        detector=detector, model=model, device=device, runtime=runtime, tta=tta, **kwargs
+    )
 
 
 def _print_json(payload: dict[str, Any]) -> None:
@@ -114,6 +132,7 @@ def predict(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
+    tta: TtaOption = None,
     json_out: JsonOption = False,
     csv: Annotated[
         Path | None, typer.Option("--csv", metavar="FILE", help="Write every face as a CSV row.")
@@ -129,7 +148,7 @@ def predict(
     ] = None,
 ) -> None:
     """Recognise the emotion of every face in photos, folders and videos."""
-    rec = _recognizer(model, detector, device, runtime)
+    rec = _recognizer(model, detector, device, runtime, tta)
     sink = _AnnotationSink(annotate) if annotate is not None else None
     try:
         results = _recognize_all(rec, paths, json_out, sink)
@@ -307,10 +326,11 @@ def video(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
+    tta: TtaOption = None,
     smoothing: SmoothingOption = 0.5,
 ) -> None:
     """Track faces through a video and recognise their emotions over time."""
-    rec = _recognizer(model, detector, device, runtime, smoothing=smoothing, every_n=every)
+    rec = _recognizer(model, detector, device, runtime, tta, smoothing=smoothing, every_n=every)
     sink = _VideoSink(out, every) if out is not None else None
     try:
         results = _recognize_all(rec, [path], json_out, sink)
@@ -359,12 +379,13 @@ def live(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
+    tta: TtaOption = None,
     smoothing: SmoothingOption = 0.5,
 ) -> None:
     """Recognise emotions live from a camera (window, or JSON lines without a display)."""
     from ferlab.recognize import has_display
 
-    rec = _recognizer(model, detector, device, runtime, smoothing=smoothing)
+    rec = _recognizer(model, detector, device, runtime, tta, smoothing=smoothing)
     show = not json_out and has_display()
     if not show and not json_out:
         _err.print("[yellow]no display available: streaming JSON lines[/]")

@@ -24,6 +24,7 @@ from ferlab.cli.predict import (
     ModelOption,
     RuntimeOption,
     SmoothingOption,
+    TtaOption,
     _recognizer,
 )
 from ferlab.errors import FerlabError
@@ -93,6 +94,7 @@ def serve(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
+    tta: TtaOption = None,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -143,7 +145,7 @@ def serve(
         webhook_interval=webhook_interval,
     )
     # Loaded here rather than in the app's lifespan so that a bad model name is one clear line.
-    rec = _recognizer(model, detector, device, runtime, smoothing=smoothing)
+    rec = _recognizer(model, detector, device, runtime, tta, smoothing=smoothing)
     app = create_app(recognizer=rec, settings=settings)
     if not _is_loopback(host) and api_key is None:
         _err.print(
@@ -187,6 +189,7 @@ def light(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
+    tta: TtaOption = None,
     smoothing: SmoothingOption = 0.5,
     color: ColorOption = None,
     light_tau: TauOption = 1.0,
@@ -206,7 +209,7 @@ def light(
     if sink == "webhook" and not url:
         raise FerlabError("--sink webhook needs --url http://...")
     mapper = LightMapper(parse_color_overrides(color or []), tau=light_tau)
-    rec = _recognizer(model, detector, device, runtime, smoothing=smoothing)
+    rec = _recognizer(model, detector, device, runtime, tta, smoothing=smoothing)
     mapper.check_labels(rec.labels)
     webhook = (
         WebhookSink(

@@ -62,11 +62,14 @@ class EmotionClassifier(Protocol):
     def predict_proba(self, faces: np.ndarray) -> np.ndarray: ...
 
 
-def load_classifier(name: str, device: str = "auto", runtime: str = "auto") -> EmotionClassifier:
+def load_classifier(
+    name: str, device: str = "auto", runtime: str = "auto", tta: str | None = None
+) -> EmotionClassifier:
     """Load a classifier by model name, checkpoint or ``.onnx`` path with ``ferlab.load_model``.
 
     Imported here, lazily, so that detection-only use never pays for torch. ``runtime``:
-    ``torch``, ``onnx`` (ONNX Runtime) or ``auto`` (see ``ferlab.load_model``).
+    ``torch``, ``onnx`` (ONNX Runtime) or ``auto`` (see ``ferlab.load_model``); ``tta``: the
+    test-time augmentation (``None``: the model's own).
     """
     try:
         from ferlab.predictor import load_model
@@ -77,7 +80,7 @@ def load_classifier(name: str, device: str = "auto", runtime: str = "auto") -> E
             f"cannot load model '{name}': this install has no ferlab.load_model; pass a "
             "classifier object with .labels and .predict_proba(faces) instead"
         ) from None
-    return load_model(name, device=device, runtime=runtime)
+    return load_model(name, device=device, runtime=runtime, **({} if tta is None else {"tta": tta}))
 
 
 class Recognizer:
@@ -94,6 +97,9 @@ class Recognizer:
         runtime: what runs a model loaded by name: ``"torch"``, ``"onnx"`` (ONNX Runtime; a
             checkpoint is exported on the fly unless an ``.onnx`` file of the same name lies
             beside it) or ``"auto"`` (PyTorch when installed); ignored for classifier objects.
+        tta: test-time augmentation of a model loaded by name: ``"none"``, ``"flip"`` or
+            ``"ten_crop"`` (10 network inputs per face); ``None`` takes the one the model
+            records (ten-crop for the shipped models); ignored for classifier objects.
         align: level the eyes before cropping (see :mod:`~ferlab.recognize.align`).
         min_face: smallest face side to detect, in pixels of the original image.
         detect_size: longest side of the downscaled copy that detection scans.
@@ -122,11 +128,14 @@ class Recognizer:
         max_age: int = 10,
         full_scan_every: int = 5,
         runtime: str = "auto",
+        tta: str | None = None,
     ) -> None:
         self.detector = create_detector(detector, min_face=min_face, detect_size=detect_size)
         if isinstance(model, str | Path):
-            # The runtime is passed only when chosen, so loaders that take (name, device) plug in.
+            # Options are passed only when chosen, so loaders that take (name, device) plug in.
             chosen = {} if runtime == "auto" else {"runtime": runtime}
+            if tta is not None:
+                chosen["tta"] = tta
             model = load_classifier(str(model), device=device, **chosen)
         if not isinstance(model, EmotionClassifier):
             raise FerlabError(
