@@ -28,7 +28,6 @@ import datetime as dt
 import gzip
 import io
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-from doc_section import DOC, write_doc_section
+from doc_section import DOC, machine, write_doc_section
 from rich.console import Console
 from rich.table import Table
 
@@ -93,22 +92,6 @@ def compare_on_rows(csv_gz: Path, n: int, repeat: int) -> dict[str, float]:
     return best
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = f", load average {os.getloadavg()[0]:.1f}"
-    except OSError:
-        load = ""
-    return f"{model}, {os.cpu_count()} logical CPUs{load}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=REPO / ".." / "shared" / "datasets")
@@ -116,6 +99,7 @@ def main() -> None:
     parser.add_argument("--reference-rows", type=int, default=3000)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
+    args.load = os.getloadavg()[0]  # before this benchmark adds its own
     root = args.datasets.resolve()
     csv_gz = root / "fer2013" / "fer2013.csv.gz"
     ferplus = root / "ferplus" / "fer2013new.csv"
@@ -195,7 +179,7 @@ def write_section(
         SECTION,
         "",
         f"Script: `benchmarks/bench_data.py --repeat {args.repeat} --reference-rows "
-        f"{args.reference_rows}`. Measured {dt.date.today().isoformat()} on {machine()}. "
+        f"{args.reference_rows}`. Measured {dt.date.today().isoformat()} on {machine(args.load)}. "
         f"Best of {args.repeat} runs per step. The parse-only rows compare ferlab's parser "
         f"with two straightforward readers on the same first {args.reference_rows:,} rows, "
         "decompressed in memory, with interleaved repeats; the whole-file estimates scale those "

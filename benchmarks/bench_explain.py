@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +34,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the synthetic task lives with the tests
 
-from doc_section import write_doc_section  # noqa: E402
+from doc_section import machine, write_doc_section  # noqa: E402
 
 import ferlab  # noqa: E402
 from ferlab.explain import (  # noqa: E402
@@ -120,6 +119,7 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
+    args.load = os.getloadavg()[0]  # before this benchmark adds its own
     torch.set_num_threads(args.torch_threads)
 
     model, described = load_model()
@@ -141,15 +141,13 @@ def main() -> None:
 
 def write_section(args, described: str, ms: dict, rows: list) -> None:  # noqa: ANN001
     ref = ms["prediction (reference)"]
-    load = os.getloadavg()[0]
     lines = [
         SECTION,
         "",
         f"Script: `benchmarks/bench_explain.py --faces {args.faces} --repeat {args.repeat} "
-        f"--steps {args.steps}`. Measured {dt.date.today().isoformat()} on "
-        f"{platform.machine()}, {os.cpu_count()} logical CPUs, {args.torch_threads} torch "
-        f"thread(s), load average {load:.1f} (a training run and other jobs were using the "
-        f"CPU). Model: {described}. One face at a time, best of {args.repeat} rounds.",
+        f"--steps {args.steps}`. Measured {dt.date.today().isoformat()} on {machine(args.load)}, "
+        f"{args.torch_threads} torch thread(s). Model: {described}. One face at a time, best of "
+        f"{args.repeat} rounds.",
         "",
         "| explanation | ms per face | × the prediction |",
         "|---|---:|---:|",

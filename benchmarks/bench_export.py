@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -42,17 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from doc_section import machine
 
 # Before torch is imported: OpenMP reads it once.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 NO_SPIN = {"session.intra_op.allow_spinning": "0"}
-
-
-def machine() -> str:
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{platform.machine()}, {os.cpu_count()} logical CPUs, load average {load:.1f}"
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], calls: int) -> dict[str, float]:
@@ -148,6 +143,7 @@ def main() -> None:
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--tta", help="test-time augmentation of the accuracy rows")
     args = parser.parse_args()
+    args.load = os.getloadavg()[0]  # before this benchmark adds its own
 
     import tempfile
 
@@ -174,8 +170,8 @@ def main() -> None:
 
     console = Console(highlight=False, soft_wrap=True)
     console.print(
-        f"Measured {dt.date.today().isoformat()} on {machine()}; {args.threads} threads per "
-        f"runtime; torch {torch.__version__}, onnxruntime "
+        f"Measured {dt.date.today().isoformat()} on {machine(args.load)}; {args.threads} "
+        f"threads per runtime; torch {torch.__version__}, onnxruntime "
         f"{__import__('onnxruntime').__version__}."
     )
     lines = [

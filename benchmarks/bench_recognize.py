@@ -45,7 +45,6 @@ import datetime as dt
 import gzip
 import json
 import os
-import platform
 import subprocess
 import tempfile
 import time
@@ -54,7 +53,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from doc_section import write_doc_section
+from doc_section import machine, write_doc_section
 from rich.console import Console
 from rich.table import Table
 
@@ -287,6 +286,7 @@ def main() -> None:
     parser.add_argument("--accuracy", action="store_true", help="also measure detection quality")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
+    args.load = os.getloadavg()[0]  # before this benchmark adds its own
     console = Console()
     import torch
 
@@ -373,7 +373,6 @@ def main() -> None:
 
 def write_section(args, n, rows, stages, photos_n, folder_s, folder_results, fer, accuracy,
                   classifier_note) -> None:  # fmt: skip
-    load = os.getloadavg()[0]
     video_ms = rows[0][1]
     lines = [
         SECTION,
@@ -381,8 +380,7 @@ def write_section(args, n, rows, stages, photos_n, folder_s, folder_results, fer
         f"Script: `benchmarks/bench_recognize.py --frames {n} --photos {photos_n} --repeat "
         f"{args.repeat}{' --fer-python <venv with fer>' if fer else ''}"
         f"{' --accuracy' if accuracy else ''}`. Measured {dt.date.today()} on "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, load "
-        f"average {load:.1f}. Frames: scikit-image's astronaut portrait panning across a "
+        f"{machine(args.load)}. Frames: scikit-image's astronaut portrait panning across a "
         f"640×480 frame (face about 100 px), decoded in memory beforehand. Classifier: "
         f"{classifier_note}, {args.torch_threads} torch thread(s). Best of {args.repeat} runs.",
         "",
@@ -393,10 +391,10 @@ def write_section(args, n, rows, stages, photos_n, folder_s, folder_results, fer
     video_fps = rows[0][2]
     lines += [
         "",
-        f"Target ≥ 30 frames/s: {'met' if video_fps >= 30 else 'not met'} at this load "
-        f"({video_fps:.0f} frames/s in video mode). Other jobs shared the two cores (load average "
-        f"{load:.1f}), which inflates every absolute time; the ratio to the references, measured "
-        "side by side, is the comparable figure. More faces than frames are false positives.",
+        f"Target ≥ 30 frames/s: {'met' if video_fps >= 30 else 'not met'} "
+        f"({video_fps:.0f} frames/s in video mode). Absolute times depend on the machine and its "
+        "load; the ratio to the references, measured side by side, is the comparable figure. "
+        "More faces than frames are false positives.",
         "",
         "Stages of a whole-frame pass (image mode), ms per frame: "
         + ", ".join(f"{k} {v:.2f}" for k, v in stages.items())

@@ -37,7 +37,6 @@ import datetime as dt
 import json
 import multiprocessing as mp
 import os
-import platform
 import socket
 import threading
 import time
@@ -48,7 +47,7 @@ import httpx
 import numpy as np
 import torch
 from bench_recognize import load_classifier, read_faces
-from doc_section import write_doc_section
+from doc_section import machine, write_doc_section
 from rich.console import Console
 from rich.table import Table
 from websockets.sync.client import connect
@@ -309,9 +308,8 @@ def write_section(args, described: str, load: float, rows: dict) -> None:  # noq
         SECTION,
         "",
         f"Script: `benchmarks/bench_serve.py --requests {args.requests} --clients {args.clients} "
-        f"--seconds {args.seconds:g}`. Measured {today} on {platform.machine()}, "
-        f"{os.cpu_count()} logical CPUs, load average {load:.1f} (a training run and other jobs "
-        f"were using the CPU). Classifier: {described}, {args.torch_threads} torch thread(s). "
+        f"--seconds {args.seconds:g}`. Measured {today} on {machine(load)}. Classifier: "
+        f"{described}, {args.torch_threads} torch thread(s). "
         "Server: uvicorn in a separate process on localhost. Photo: 640×480 JPEG "
         "with one 160 px FER2013 face; stream: 30 frames of that face drifting across the frame.",
         "",

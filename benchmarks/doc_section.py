@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+from ferlab.engine.report import cpu_name
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
@@ -22,3 +25,12 @@ def write_doc_section(lines: list[str], doc: Path = DOC) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block
     doc.write_text(text)
+
+
+def machine(load: float | None = None) -> str:
+    """The CPU, its logical CPUs and the 1-minute load average (``load``: sampled before the
+    benchmark started; now by default), saying so when other jobs were using the CPU."""
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    busy = " (other jobs were using the CPU)" if load >= 1.0 else ""
+    return f"{cpu_name()}, {os.cpu_count()} logical CPUs, load average {load:.1f}{busy}"

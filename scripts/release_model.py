@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.doc_section import write_doc_section  # noqa: E402
+from ferlab.engine.report import cpu_name  # noqa: E402
 
 MAX_BYTES = 10_000_000
 WEIGHTS = ROOT / "src" / "ferlab" / "weights"
@@ -43,16 +43,6 @@ def _git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _check_size(path: Path) -> None:
@@ -112,7 +102,7 @@ def card_section(name: str, m: dict, val: dict[str, dict], sizes: dict[str, int]
         "| " + " | ".join(_pct(v) for v in test["per_class"].values()) + " |",
         "",
         f"Training: {m['steps']} steps, {hours:.2f} h of training time "
-        f"({m['cpu_time_s'] / 3600:.2f} CPU-hours of process time), on {_cpu_name()}; "
+        f"({m['cpu_time_s'] / 3600:.2f} CPU-hours of process time), on {cpu_name()}; "
         f"{m['params']:,} parameters. Weights: `ferlab/weights/{name}.pt` "
         f"{sizes['pt'] / 1e6:.1f} MB, `{name}.onnx` {sizes['onnx'] / 1e6:.1f} MB.",
         "",
@@ -162,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             k: m[k]
             for k in ("epochs", "steps", "best_epoch", "train_time_s", "cpu_time_s", "precision")
         }
-        | {"hardware": _cpu_name()},
+        | {"hardware": cpu_name()},
         code_version=_git_commit(),
         card="docs/models.md",
     )

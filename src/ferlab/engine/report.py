@@ -46,6 +46,7 @@ __all__ = [
     "MACHINE_FILE",
     "Comparison",
     "Configuration",
+    "cpu_name",
     "GpuOnly",
     "OtherGroup",
     "Paper",
@@ -361,6 +362,17 @@ def read_run(run_dir: str | Path) -> RunRecord:
     return record
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def record_machine(run_dir: str | Path, threads: int | None) -> None:
     """Append this machine to ``run_dir/machine.json`` (a run may span sessions and machines).
 
@@ -371,14 +383,7 @@ def record_machine(run_dir: str | Path, threads: int | None) -> None:
     run_dir = Path(run_dir)
     path = run_dir / MACHINE_FILE
     sessions = _read_json(path).get("sessions", []) if path.is_file() else []
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     sessions.append(
         {
             "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
