@@ -11,19 +11,10 @@ import numpy as np
 import pytest
 
 import ferlab
+from ferlab.data.dataset import FER2013_CLASSES, FERPLUS_CLASSES
 from ferlab.predictor import shipped_models
 
-FER2013_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-FERPLUS_LABELS = (
-    "neutral",
-    "happiness",
-    "surprise",
-    "sadness",
-    "anger",
-    "disgust",
-    "fear",
-    "contempt",
-)
+FER2013_LABELS, FERPLUS_LABELS = FER2013_CLASSES, FERPLUS_CLASSES
 
 #: Fixed PrivateTest sample: its first rows, in file order (not chosen by outcome).
 SAMPLE_SIZE = 1000
