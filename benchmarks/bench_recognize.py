@@ -34,7 +34,7 @@ held-out faces (see ``ferlab.recognize.detect``). ``--write`` replaces (or appen
 "Recognizer" section of ``docs/benchmarks.md``.
 
 Usage: ``python benchmarks/bench_recognize.py [--fer-python /tmp/fer-venv/bin/python]
-[--frames N] [--photos N] [--repeat N] [--accuracy] [--write]``
+[--frames N] [--photos N] [--repeat N] [--tta none] [--runtime torch|onnx] [--accuracy] [--write]``
 """
 
 from __future__ import annotations
@@ -153,12 +153,13 @@ def video_frames(n: int) -> list[np.ndarray]:
     return frames
 
 
-def load_classifier() -> tuple[object, str]:
+def load_classifier(tta: str | None, runtime: str) -> tuple[object, str]:
     """The shipped default model, or a randomly initialised one of the same architecture."""
     import ferlab.predictor as predictor
 
     if "default" in predictor.shipped_models():
-        return predictor.load_model("default", device="cpu"), "shipped default model"
+        model = predictor.load_model("default", device="cpu", tta=tta, runtime=runtime)
+        return model, f"shipped default model, {model.tta} test-time augmentation, {runtime}"
     from ferlab.data.dataset import FER2013_CLASSES
     from ferlab.engine.augment import Preprocess
     from ferlab.models import create_model
@@ -283,6 +284,8 @@ def main() -> None:
         default=1,
         help="torch intra-op threads for classification (default 1, see the docstring)",
     )
+    parser.add_argument("--tta", help="test-time augmentation (default: the model's own)")
+    parser.add_argument("--runtime", default="torch", help="torch or onnx")
     parser.add_argument("--accuracy", action="store_true", help="also measure detection quality")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
@@ -291,7 +294,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.torch_threads)
-    classifier, classifier_note = load_classifier()
+    classifier, classifier_note = load_classifier(args.tta, args.runtime)
     faces = read_faces(PRIVATE_TEST_START, max(args.photos, 8))
     bgs = backgrounds()
     frames = video_frames(args.frames)
@@ -379,6 +382,7 @@ def write_section(args, n, rows, stages, photos_n, folder_s, folder_results, fer
         "",
         f"Script: `benchmarks/bench_recognize.py --frames {n} --photos {photos_n} --repeat "
         f"{args.repeat}{' --fer-python <venv with fer>' if fer else ''}"
+        f"{f' --tta {args.tta}' if args.tta else ''} --runtime {args.runtime}"
         f"{' --accuracy' if accuracy else ''}`. Measured {dt.date.today()} on "
         f"{machine(args.load)}. Frames: scikit-image's astronaut portrait panning across a "
         f"640×480 frame (face about 100 px), decoded in memory beforehand. Classifier: "
