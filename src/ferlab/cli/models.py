@@ -16,16 +16,69 @@ def register(app: typer.Typer) -> None:
     app.command("models")(models)
 
 
+def shipped_rows() -> list[dict]:
+    """The trained models inside this install: name, architecture, labels, accuracy, size."""
+    from ferlab.engine.checkpoint import read_checkpoint
+    from ferlab.predictor import shipped_models
+
+    rows = []
+    for name, path in shipped_models().items():
+        ckpt = read_checkpoint(path)
+        metrics = ckpt.get("metrics") or {}
+        rows.append(
+            {
+                "name": name,
+                "architecture": ckpt["model"]["name"],
+                "labels": list(ckpt["classes"]),
+                "val_accuracy": (metrics.get("val") or {}).get("accuracy"),
+                "test_accuracy": (metrics.get("test") or {}).get("accuracy"),
+                "tta": ckpt.get("tta", "none"),
+                "bytes": path.stat().st_size,
+                "path": str(path),
+            }
+        )
+    return rows
+
+
+def _print_shipped(as_json: bool) -> None:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = shipped_rows()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="shipped models", caption="accuracy with the model's own TTA")
+    for column in ("name", "architecture", "classes", "val", "test", "TTA", "size"):
+        table.add_column(column, justify="right" if column in ("val", "test", "size") else "left")
+    for r in rows:
+        pct = [("—" if r[k] is None else f"{r[k]:.2%}") for k in ("val_accuracy", "test_accuracy")]
+        size = f"{r['bytes'] / 1e6:.1f} MB"
+        table.add_row(r["name"], r["architecture"], str(len(r["labels"])), *pct, r["tta"], size)
+    Console().print(table if rows else "no shipped models in this install (ferlab/weights/)")
+
+
 def models(
     as_json: bool = typer.Option(
         False,
         "--json",
         help="Print a JSON list of {name, params, mflops, input_size, source} instead of a table.",
     ),
+    shipped: bool = typer.Option(
+        False,
+        "--shipped",
+        help="List the trained models inside this install (default, ferplus) with their "
+        "accuracy instead of the architectures.",
+    ),
 ) -> None:
     """List every registered model with its parameters, MFLOPs (1 MAC = 1 FLOP) and paper."""
     import json
 
+    if shipped:
+        _print_shipped(as_json)
+        return
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
