@@ -318,3 +318,17 @@ def test_init_from_errors_name_the_source(tiny_model, tmp_path):
     with pytest.raises(DataError, match="crop 44") as err:
         train(recipe, data=synthetic_data(), out_dir=tmp_path / "c")
     assert "best.pt" in str(err.value)
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_on_cpu_follows_native_bf16(
+    tiny_model, tmp_path, monkeypatch, native, expected
+):
+    from ferlab.engine import trainer
+
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: native)
+    result = train(
+        _recipe(tiny_model, epochs=1, device="cpu"), data=synthetic_data(), out_dir=tmp_path / "r"
+    )
+    assert result.metrics["precision"] == expected
+    assert result.metrics["val"]["accuracy"] > 1.5 / 7  # above chance under either precision
