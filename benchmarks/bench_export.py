@@ -5,7 +5,9 @@ weights when neither exists; and ``deep_emotion`` and ``vgg19`` with random weig
 does not depend on the values of the weights), three runtimes run the same prepared inputs
 (centre crops, normalised), side by side in one process with the same number of threads:
 
-* PyTorch eager (``torch.inference_mode``, NCHW, as ``ferlab.load_model`` runs it);
+* PyTorch eager (``torch.inference_mode``, NCHW): the reference;
+* PyTorch channels-last (as ``ferlab.load_model`` runs it), in fp32 and under bf16 autocast
+  (``precision="bf16"``);
 * ONNX Runtime float32 (the ``ferlab export --dynamic-batch`` graph);
 * ONNX Runtime int8 (static QDQ quantisation calibrated on 1,024 FER2013 Training faces, or
   dynamic quantisation when the dataset is not found).
@@ -32,6 +34,7 @@ Usage: ``python benchmarks/bench_export.py [--threads 2] [--checkpoint best.pt]
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import os
 import statistics
@@ -84,17 +87,26 @@ def speed(
         faces = np.random.default_rng(0).integers(0, 256, (batch, 48, 48), dtype=np.uint8)
     x = fp32.meta["preprocess"](faces)[0]
 
-    def eager(inputs: torch.Tensor) -> Callable[[], Any]:
+    nchw, nhwc = torch.contiguous_format, torch.channels_last
+    # One copy of the weights per layout: converting them between calls would be timed too.
+    networks = {nchw: network, nhwc: copy.deepcopy(network).to(memory_format=nhwc)}
+
+    def eager(inputs: torch.Tensor, layout: torch.memory_format, bf16: bool) -> Callable[[], Any]:
+        net, inputs = networks[layout], inputs.contiguous(memory_format=layout)
+
         def run() -> Any:
-            with torch.inference_mode():
-                return network(inputs)
+            with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                return net(inputs)
 
         return run
 
     results = {}
     for label, inputs, calls in (("latency", x[:1], repeat), ("throughput", x, rounds)):
+        t = torch.from_numpy(inputs)
         fns = {
-            "PyTorch eager": eager(torch.from_numpy(inputs)),
+            "PyTorch eager": eager(t, nchw, False),
+            "PyTorch channels-last (load_model)": eager(t, nhwc, False),
+            "PyTorch channels-last bf16 (precision='bf16')": eager(t, nhwc, True),
             "ONNX Runtime fp32": lambda inputs=inputs: fp32.logits(inputs),
             f"ONNX Runtime int8 ({mode})": lambda inputs=inputs: int8.logits(inputs),
         }
@@ -114,6 +126,9 @@ def accuracy(
 
     models = {
         "PyTorch eager": ferlab.load_model(source, device="cpu", runtime="torch", tta=tta),
+        "PyTorch bf16": ferlab.load_model(
+            source, device="cpu", runtime="torch", tta=tta, precision="bf16"
+        ),
         "ONNX Runtime fp32": load_onnx(tmp / "float.onnx", tta=tta, config=NO_SPIN),
         "ONNX Runtime int8": load_onnx(tmp / "int8.onnx", tta=tta, config=NO_SPIN),
     }
@@ -192,7 +207,7 @@ def main() -> None:
                     f"{base_lat / lat[runtime]:.2f}× | {args.batch / thr[runtime]:,.0f} | "
                     f"{base_thr / thr[runtime]:.2f}× |"
                 )
-            console.print("\n".join(lines[-3:]))
+            console.print("\n".join(lines[-len(lat) :]))
             if source == trained and data is not None and not args.no_accuracy:
                 acc_rows = accuracy(source, data, tmp, args.tta)
     console.print("\n" + "\n".join(lines))

@@ -104,3 +104,18 @@ def test_released_checkpoint_drops_training_state_and_keeps_predictions(checkpoi
     faces = synthetic_data(40, seed=4).images.numpy()
     same = ferlab.load_model(checkpoint, device="cpu", tta="flip").predict_proba(faces)
     np.testing.assert_allclose(model.predict_proba(faces), same, atol=1e-6)
+
+
+def test_bf16_precision_agrees_with_fp32(checkpoint):
+    faces = synthetic_data(200, seed=5).images.numpy()
+    fp32 = ferlab.load_model(checkpoint, device="cpu").predict_proba(faces)
+    bf16_model = ferlab.load_model(checkpoint, device="cpu", precision="bf16")
+    assert bf16_model.precision == "bf16"
+    bf16 = bf16_model.predict_proba(faces)
+    np.testing.assert_allclose(bf16.sum(1), 1.0, atol=1e-5)
+    assert np.abs(bf16 - fp32).max() < 0.05  # bf16 keeps 8 bits of mantissa
+    assert (bf16.argmax(1) == fp32.argmax(1)).mean() >= 0.95
+    with pytest.raises(UnknownNameError, match="unknown precision 'fp16'"):
+        ferlab.load_model(checkpoint, precision="fp16")
+    with pytest.raises(FerlabError, match="bf16 is for the torch runtime"):
+        ferlab.load_model(checkpoint, runtime="onnx", precision="bf16")

@@ -103,8 +103,10 @@ def test_foreign_and_broken_files_are_clear_errors(exported, tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(DataError, match="junk.onnx: not a loadable ONNX model"):
         ferlab.load_model(tmp_path / "junk.onnx")
-    with pytest.raises(UnknownNameError, match=r"\.onnx export"):
+    with pytest.raises(DataError, match=r"missing\.onnx: ONNX export not found"):
         ferlab.load_model(tmp_path / "missing.onnx")
+    with pytest.raises(UnknownNameError, match=r"\.onnx export"):
+        ferlab.load_model("nosuchname")
 
 
 def test_export_refuses_bad_requests(real_checkpoint, tmp_path):

@@ -35,11 +35,13 @@ def predict_proba(
     device: str | torch.device = "cpu",
     equalized: bool = False,
     channels_last: bool = False,
+    bf16: bool = False,
 ) -> torch.Tensor:
     """Class probabilities N×C of uint8 images N×H×W, averaging the softmax over TTA views.
 
     ``equalized`` says the images are already histogram-equalised (the trainer equalises the
     dataset once); otherwise :class:`Preprocess` does it when the model was trained so.
+    ``bf16`` runs the network under bf16 autocast (the softmax stays in float32).
     """
     was_training = model.training
     model.eval()
@@ -51,7 +53,8 @@ def predict_proba(
         x = views.reshape(v * n, *views.shape[2:])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = model(x).float()
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x).float()
         out.append(torch.softmax(logits, 1).reshape(v, n, -1).mean(0).cpu())
     model.train(was_training)
     if not out:
