@@ -101,9 +101,9 @@ def card_section(name: str, m: dict, val: dict[str, dict], sizes: dict[str, int]
         "|" + "---:|" * len(test["per_class"]),
         "| " + " | ".join(_pct(v) for v in test["per_class"].values()) + " |",
         "",
-        f"Training: {m['steps']} steps, {hours:.2f} h of training time "
-        f"({m['cpu_time_s'] / 3600:.2f} CPU-hours of process time), on {cpu_name()}; "
-        f"{m['params']:,} parameters. Weights: `ferlab/weights/{name}.pt` "
+        f"Training: {m['steps']:,} steps, {hours:.2f} h of wall-clock training time summed over "
+        f"its sessions (validations included; precision {m['precision']} at the end), last on "
+        f"{cpu_name()}; {m['params']:,} parameters. Weights: `ferlab/weights/{name}.pt` "
         f"{sizes['pt'] / 1e6:.1f} MB, `{name}.onnx` {sizes['onnx'] / 1e6:.1f} MB.",
         "",
         f"![{name}: test confusion matrix](img/models/{name}_confusion_test.png)",
