@@ -45,11 +45,12 @@ class MeanClassifier:
 
 @pytest.fixture(autouse=True)
 def test_model(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
-    """``--model test`` loads :class:`MeanClassifier`; the calls are recorded."""
-    calls: list[tuple[str, str]] = []
+    """``--model test`` loads :class:`MeanClassifier`; the calls (name, device and any other
+    option the recognizer passes, such as ``tta``) are recorded."""
+    calls: list[tuple] = []
 
-    def load(name: str, device: str = "auto") -> MeanClassifier:
-        calls.append((name, device))
+    def load(name: str, device: str = "auto", **options: str) -> MeanClassifier:
+        calls.append((name, device, *options.values()))
         return MeanClassifier()
 
     monkeypatch.setattr(recognizer_module, "load_classifier", load)
@@ -215,10 +216,12 @@ def test_video_json_csv_out_and_timeline(
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_video_summary_table(clip: Path, capsys: pytest.CaptureFixture) -> None:
+def test_video_summary_table(clip: Path, capsys: pytest.CaptureFixture, test_model: list) -> None:
     code, out, _ = run(["video", str(clip), "--model", "test", "--every", "3"], capsys)
     assert code == 0
     assert "1 face" in out and "dominant emotion" in out
+    # Video defaults to one input per face; photos use the model's own augmentation.
+    assert test_model == [("test", "auto", "none")]
 
 
 def test_video_that_cannot_be_opened(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

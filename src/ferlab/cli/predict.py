@@ -61,6 +61,17 @@ TtaOption = Annotated[
         "accurate); default: the model's own (ten_crop for the shipped models).",
     ),
 ]
+# Video and cameras: per-track smoothing already averages each face over frames, and one input
+# per face instead of ten doubles the frame rate (docs/benchmarks.md, "Recognizer").
+StreamTtaOption = Annotated[
+    str,
+    typer.Option(
+        "--tta",
+        metavar="NAME",
+        help="Test-time augmentation: none (default for video: smoothing over frames averages "
+        "already), flip or ten_crop (10 inputs per face).",
+    ),
+]
 CameraOption = Annotated[
     str,
     typer.Option(
@@ -326,7 +337,7 @@ def video(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
-    tta: TtaOption = None,
+    tta: StreamTtaOption = "none",
     smoothing: SmoothingOption = 0.5,
 ) -> None:
     """Track faces through a video and recognise their emotions over time."""
@@ -379,7 +390,7 @@ def live(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
-    tta: TtaOption = None,
+    tta: StreamTtaOption = "none",
     smoothing: SmoothingOption = 0.5,
 ) -> None:
     """Recognise emotions live from a camera (window, or JSON lines without a display)."""

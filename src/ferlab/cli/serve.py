@@ -24,6 +24,7 @@ from ferlab.cli.predict import (
     ModelOption,
     RuntimeOption,
     SmoothingOption,
+    StreamTtaOption,
     TtaOption,
     _recognizer,
 )
@@ -189,7 +190,7 @@ def light(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
-    tta: TtaOption = None,
+    tta: StreamTtaOption = "none",
     smoothing: SmoothingOption = 0.5,
     color: ColorOption = None,
     light_tau: TauOption = 1.0,
