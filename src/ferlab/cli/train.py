@@ -107,7 +107,9 @@ def train_cmd(
     lr: float | None = typer.Option(None, "--lr", help="Override optim.lr."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu or cuda."),
     precision: str | None = typer.Option(
-        None, "--precision", help="auto (AMP on CUDA, fp32 on CPU), fp32, bf16 or fp16."
+        None,
+        "--precision",
+        help="auto (AMP on CUDA; bf16 on CPUs with native bf16, else fp32), fp32, bf16 or fp16.",
     ),
     init_from: str | None = typer.Option(
         None,
