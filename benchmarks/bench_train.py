@@ -57,6 +57,7 @@ from ferlab.engine.recipe import (
     ScheduleSection,
     TrainSection,
 )
+from ferlab.engine.trainer import cpu_has_native_bf16
 from ferlab.models import create_model, list_models
 
 BATCH = 64
@@ -84,7 +85,14 @@ class _Done(Exception):
     """Raised from the step callback once enough steps are timed."""
 
 
-def engine_rate(model: str, data: FERData, steps: int, warmup: int, channels_last: bool) -> float:
+def engine_rate(
+    model: str,
+    data: FERData,
+    steps: int,
+    warmup: int,
+    channels_last: bool,
+    precision: str = "fp32",
+) -> float:
     """Training images per second of :func:`ferlab.engine.train` (steps after the warm-up)."""
     recipe = Recipe(
         name="bench",
@@ -93,7 +101,9 @@ def engine_rate(model: str, data: FERData, steps: int, warmup: int, channels_las
         augment=AUG,
         optim=OptimSection(name="sgd", lr=0.01, momentum=0.9),
         schedule=ScheduleSection(kind="constant"),
-        train=TrainSection(epochs=1, batch_size=BATCH, channels_last=channels_last),
+        train=TrainSection(
+            epochs=1, batch_size=BATCH, channels_last=channels_last, precision=precision
+        ),
         eval=EvalSection(plots=False),
     )
     stamps: list[float] = []
@@ -200,26 +210,34 @@ def main() -> None:
     pil = PILFaces(data.images[:N_TRAIN], data.labels[:N_TRAIN])
     print(f"# torch {torch.__version__}, {os.cpu_count()} CPU threads, batch {BATCH}, crop {CROP}")
     print("\n## Part 1: training images/s, best of rounds\n")
+    # fp32 throughout is the like-for-like comparison; bf16 is the engine's default on CPUs with
+    # native bf16 (train.precision auto), shown when this CPU has it.
+    bf16 = cpu_has_native_bf16()
     print(
         "| model | engine | engine, NCHW | reference, 0 workers | reference, 2 workers "
-        "| engine / best reference |"
+        "| engine / best reference |" + (" engine bf16 | bf16 engine / reference |" if bf16 else "")
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if bf16 else ""))
     for model in args.models:
-        best = {"eng": 0.0, "eng_nchw": 0.0, "ref0": 0.0, "ref2": 0.0}
         runs = {
             "eng": lambda m=model: engine_rate(m, data, args.steps, args.warmup, True),
             "ref0": lambda m=model: reference_rate(m, pil, args.steps, args.warmup, 0),
             "eng_nchw": lambda m=model: engine_rate(m, data, args.steps, args.warmup, False),
             "ref2": lambda m=model: reference_rate(m, pil, args.steps, args.warmup, 2),
         }
+        if bf16:
+            runs["bf16"] = lambda m=model: engine_rate(
+                m, data, args.steps, args.warmup, True, "bf16"
+            )
+        best = dict.fromkeys(runs, 0.0)
         for _ in range(args.rounds):
             for key, run in runs.items():
                 best[key] = max(best[key], run())
-        ratio = best["eng"] / max(best["ref0"], best["ref2"])
+        ref = max(best["ref0"], best["ref2"])
+        extra = f" {best['bf16']:.0f} | {best['bf16'] / ref:.2f}× |" if bf16 else ""
         print(
             f"| {model} | {best['eng']:.0f} | {best['eng_nchw']:.0f} | {best['ref0']:.0f} | "
-            f"{best['ref2']:.0f} | {ratio:.2f}× |",
+            f"{best['ref2']:.0f} | {best['eng'] / ref:.2f}× |{extra}",
             flush=True,
         )
     eng_data = max(engine_data_rate(data, 40) for _ in range(args.rounds))
