@@ -129,3 +129,21 @@ def test_astronaut_photo_is_happy_end_to_end(default_model):
     results = Recognizer(model=default_model).run(data.astronaut(), color="rgb")
     assert len(results) == 1
     assert results[0].label == "happy"
+
+
+def test_evaluate_a_shipped_model_by_name(tmp_path, capsys):
+    """``ferlab evaluate default --data PATH --split test --json`` with the model's own TTA."""
+    import json
+
+    from tests.cli.cli_helpers import run
+    from tests.engine.engine_helpers import write_synthetic_csv
+
+    if "default" not in shipped_models():
+        pytest.skip("no shipped default model in this install (ferlab/weights/default.pt)")
+    csv = write_synthetic_csv(tmp_path / "faces.csv")
+    argv = ["evaluate", "default", "--data", str(csv), "--split", "test", "--json"]
+    code, out, err = run([*argv, "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["tta"] == "ten_crop" and result["n"] == 35
+    assert set(result["per_class"]) == set(FER2013_LABELS)
