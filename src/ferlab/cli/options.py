@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from ferlab.errors import UnknownNameError
+
 if TYPE_CHECKING:
     from ferlab.data.dataset import FERData
 
@@ -26,6 +28,7 @@ __all__ = [
     "SeedOption",
     "SkipBadOption",
     "ValFractionOption",
+    "check_choice",
     "load_from_cli",
     "print_warnings",
 ]
@@ -81,6 +84,12 @@ def print_warnings(caught: list[warnings.WarningMessage]) -> None:
     """Show caught warnings as one-line messages on stderr (not Python's file:line form)."""
     for w in caught:
         _err.print(f"[yellow]warning:[/] {w.message}")
+
+
+def check_choice(value: str | None, choices: tuple[str, ...], option: str) -> None:
+    """An option's value outside its choices is a one-line error listing them (unset passes)."""
+    if value is not None and value not in choices:
+        raise UnknownNameError(f"{option} value", value, list(choices))
 
 
 def load_from_cli(

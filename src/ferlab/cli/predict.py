@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from ferlab.errors import UnknownNameError
+from ferlab.cli.options import check_choice
 
 if TYPE_CHECKING:
     from ferlab.recognize import FrameResult, Recognizer, Results
@@ -114,8 +114,7 @@ def _recognizer(
     from ferlab.predictor import TTA_CHOICES
     from ferlab.recognize import Recognizer
 
-    if tta is not None and tta not in TTA_CHOICES:
-        raise UnknownNameError("--tta value", tta, list(TTA_CHOICES))
+    check_choice(tta, TTA_CHOICES, "--tta")
     return Recognizer(
         detector=detector, model=model, device=device, runtime=runtime, tta=tta, **kwargs
     )

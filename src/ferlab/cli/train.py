@@ -18,9 +18,11 @@ from ferlab.cli.options import (
     LabelsOption,
     SkipBadOption,
     ValFractionOption,
+    check_choice,
     load_from_cli,
 )
-from ferlab.errors import DataError, FerlabError, UnknownNameError
+from ferlab.errors import DataError, FerlabError
+from ferlab.predictor import TTA_CHOICES
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +32,6 @@ def register(app: typer.Typer) -> None:
 
 
 _DEVICES = ("auto", "cpu", "cuda")
-_TTA = ("none", "flip", "ten_crop")
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -67,11 +68,6 @@ def _resolve_recipe(spec: str) -> Any:
             " (or face: the face / non-face network)"
         )
     return default_recipe(spec)
-
-
-def _choice(value: str | None, choices: tuple[str, ...], option: str) -> None:
-    if value is not None and value not in choices:
-        raise UnknownNameError(f"{option} value", value, list(choices))
 
 
 def train_cmd(
@@ -136,9 +132,9 @@ def train_cmd(
     from ferlab.engine.recipe import apply_overrides
     from ferlab.engine.trainer import check_run_folder, resume_recipe, train
 
-    _choice(device, _DEVICES, "--device")
-    _choice(precision, _PRECISIONS, "--precision")
-    _choice(budget_clock, ("wall", "cpu"), "--budget-clock")
+    check_choice(device, _DEVICES, "--device")
+    check_choice(precision, _PRECISIONS, "--precision")
+    check_choice(budget_clock, ("wall", "cpu"), "--budget-clock")
     recipe = _resolve_recipe(recipe_or_model)
     out_dir = out if out is not None else Path("runs") / recipe.name
     check_run_folder(out_dir, resume)
@@ -238,9 +234,9 @@ def evaluate_cmd(
 
     Data options left out default to those the model was trained with.
     """
-    _choice(split, ("val", "test"), "--split")
-    _choice(tta, _TTA, "--tta")
-    _choice(device, _DEVICES, "--device")
+    check_choice(split, ("val", "test"), "--split")
+    check_choice(tta, TTA_CHOICES, "--tta")
+    check_choice(device, _DEVICES, "--device")
     _passive_openmp()
     import torch
     from rich.console import Console
