@@ -129,9 +129,10 @@ def main() -> None:
                 f"{args.max_eval}`. Measured {dt.date.today().isoformat()} on {machine(load)}. "
                 f"Every recipe in `recipes/` trained for {args.budget} of wall-clock time, then "
                 f"selected on and evaluated against seeded subsets of {args.max_eval} validation "
-                "and test images. The accuracies say only that each run learnt something in "
-                "that time; `docs/reproduction.md` compares the recipes at a longer, equal "
-                f"budget. {len(rows) - len(failed)} of {len(rows)} recipes ran"
+                "and test images, with its own test-time augmentation. The accuracies say only "
+                "that each run trained, selected and evaluated end to end. The reproduction "
+                "runner (`benchmarks/reproduce.py`) compares them at a longer, equal budget. "
+                f"{len(rows) - len(failed)} of {len(rows)} recipes ran"
                 + (f"; failed: {', '.join(failed)}." if failed else "."),
                 "",
                 *lines,
