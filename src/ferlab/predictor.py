@@ -145,7 +145,7 @@ class EmotionModel:
         meta: everything the checkpoint records (recipe, metrics, preprocessing, version).
 
     :func:`load_model` puts the network in the channels-last memory layout, which oneDNN's
-    convolutions run fastest (1.5× at batch 1 and at batch 256 for the default model,
+    convolutions run fastest (1.2× at batch 1 and 1.5× at batch 256 for the default model,
     docs/benchmarks.md).
     """
 
