@@ -2,9 +2,10 @@
 
 The plan is ``benchmarks/reproduction.yaml``: each configuration's recipe (or its smaller-backbone
 CPU variant), its number of seeds (two where the paper claims a gain of under 2 points). Every run
-gets the same training budget, by default 20 minutes of process CPU time
-(``--time-budget 20m --budget-clock cpu``: equal compute even on a machine shared with other
-jobs), and goes to ``runs/reproduction/<recipe>-s<seed>/``. The runner
+gets the same training budget, the plan's (5 minutes of process CPU time: ``--time-budget 5m
+--budget-clock cpu``, equal compute even on a machine shared with other jobs), and goes to
+``benchmarks/results/reproduction/<recipe>-s<seed>/``, whose small files (``config.yaml``,
+``history.csv``, ``metrics.json``, ``machine.json``) are kept in git. The runner
 
 * skips runs that have finished (``metrics.json``) and resumes unfinished ones (``last.pt``), so
   it continues across sessions: run it again after an interruption;
@@ -88,7 +89,7 @@ def plan_runs(
         )
     per_recipe: dict[str, tuple[int, list[str]]] = {}
     for c in spec.configurations():
-        if wanted and not wanted & {c.paper, c.id, c.recipe, c.cpu_recipe}:
+        if not c.run_on_cpu or (wanted and not wanted & {c.paper, c.id, c.recipe, c.cpu_recipe}):
             continue
         n, labels = per_recipe.get(c.cpu_recipe, (0, []))
         per_recipe[c.cpu_recipe] = (max(n, seeds or c.seeds), [*labels, c.label])
@@ -189,8 +190,10 @@ def train_run(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", type=Path, default=ROOT / "benchmarks" / "reproduction.yaml")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "reproduction")
-    parser.add_argument("--budget", help="training budget per run (default: the plan's, 20m)")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "reproduction"
+    )
+    parser.add_argument("--budget", help="training budget per run (default: the plan's)")
     parser.add_argument(
         "--budget-clock", choices=("wall", "cpu"), help="what the budget counts (default: cpu)"
     )

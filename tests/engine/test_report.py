@@ -268,6 +268,38 @@ def test_write_report_draws_one_figure_per_paper(plan, fake_runs, tmp_path):
     assert "](figures/reproduction_second.png)" in text
 
 
+def test_validation_curve_is_on_the_cpu_clock_of_the_budget(plan, tmp_path):
+    run = _fake_run(tmp_path / "alpha-s0", plan.parent / "recipes" / "alpha.yaml", 0, 0.5, 0.5)
+    assert read_run(run).curve == ()  # no history.csv
+    (run / "history.csv").write_text(
+        "epoch,elapsed_s,val_acc,train_loss\n1.0,30.0,0.40,1.2\n2.0,120.0,0.55,1.0\n"
+    )
+    # cpu_s 60 over train_time_s 120: the wall-clock times are halved.
+    curve = read_run(run).curve
+    assert [point for pair in curve for point in pair] == pytest.approx([0.25, 40.0, 1.0, 55.0])
+    (run / "history.csv").write_text("epoch,elapsed_s\n1.0,oops\n")
+    assert read_run(run).curve == ()
+
+
+def test_rows_the_cpu_cannot_run_point_to_the_gpu_section(plan, tmp_path):
+    gpu_plan = plan.parent / "gpu_plan.yaml"
+    gpu_plan.write_text(
+        SMALL_PLAN.replace("note: Hand note.}", "note: Hand note., run_on_cpu: false}")
+    )
+    spec = load_spec(gpu_plan)
+    assert [c.run_on_cpu for c in spec.configurations()] == [True, True, True, False]
+    planned = _runner().plan_runs(spec, tmp_path / "runs", [], None)
+    assert "gamma_small-s0" not in [r.out.name for r in planned]
+    text = render_markdown(build_report([], spec), {}, tmp_path / "report.md")
+    gamma = next(line for line in text.splitlines() if line.startswith("| Gamma row<br>"))
+    assert "| GPU only (see below) | — |" in gamma
+    gpu_plan.write_text(
+        SMALL_PLAN.replace("note: Hand note.}", "note: Hand note., run_on_cpu: no-}")
+    )
+    with pytest.raises(DataError, match="run_on_cpu must be true or false"):
+        load_spec(gpu_plan)
+
+
 def test_protocol_difference_ignores_seed_budget_and_paths(plan):
     recipe = load_recipe(plan.parent / "recipes" / "alpha.yaml")
     same = apply_overrides(
@@ -367,7 +399,7 @@ def test_real_plan_rows_follow_the_papers_tables():
     spec = load_spec(PLAN)
     assert [p.key for p in spec.papers] == ["jahromi", "luo", "deep_emotion", "caciolai", "meen"]
     assert [len(p.configurations) for p in spec.papers] == [8, 2, 2, 5, 9]
-    assert spec.budget == "20m" and spec.budget_clock == "cpu"
+    assert spec.budget == "5m" and spec.budget_clock == "cpu"
     # Two seeds where the paper claims a gain of under 2 points.
     for c in spec.configurations():
         if c.paper in ("luo", "caciolai", "meen"):
@@ -413,6 +445,9 @@ def test_dry_run_lists_every_configuration(tmp_path, capsys):
     out = capsys.readouterr().err
     spec = load_spec(PLAN)
     for c in spec.configurations():
+        if not c.run_on_cpu:  # listed with the GPU-only configurations instead
+            assert f"{c.cpu_recipe}-s0" not in out
+            continue
         assert f"{c.cpu_recipe}-s0" in out and c.label in out
         if c.seeds == 2:
             assert f"{c.cpu_recipe}-s1" in out

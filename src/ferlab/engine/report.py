@@ -25,6 +25,7 @@ Accuracies are the mean over seeds ± the sample standard deviation (n − 1 in 
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import json
 import math
@@ -91,6 +92,9 @@ class Configuration:
     baseline: str | None = None
     """The row (id) this one adds ``change`` to."""
     change: str = ""
+    run_on_cpu: bool = True
+    """False for a network the CPU cannot train meaningfully even at the equal budget and that has
+    no smaller variant: the runner skips it and the row points to the GPU section."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,7 @@ _CONFIG_KEYS = {
     "note",
     "baseline",
     "change",
+    "run_on_cpu",
 }
 _GPU_KEYS = {"configuration", "why", "commands", "expected_time"}
 
@@ -228,6 +233,9 @@ def load_spec(path: str | Path) -> ReproductionSpec:
             seeds = c.get("seeds", default_seeds)
             if not isinstance(seeds, int) or seeds < 1:
                 raise DataError(f"{where}: seeds must be a positive integer", path=path)
+            run_on_cpu = c.get("run_on_cpu", True)
+            if not isinstance(run_on_cpu, bool):
+                raise DataError(f"{where}: run_on_cpu must be true or false", path=path)
             accuracy = c.get("paper_accuracy")
             if accuracy is not None and not isinstance(accuracy, int | float):
                 raise DataError(f"{where}: paper_accuracy must be a number", path=path)
@@ -244,6 +252,7 @@ def load_spec(path: str | Path) -> ReproductionSpec:
                     note=_text(c, "note"),
                     baseline=c.get("baseline"),
                     change=_text(c, "change"),
+                    run_on_cpu=run_on_cpu,
                 )
             )
         papers.append(Paper(str(p["key"]), _text(p, "title"), _text(p, "hardware"), tuple(configs)))
@@ -295,6 +304,8 @@ class RunRecord:
     params: int | None = None
     device: str = ""
     machine: str = ""
+    curve: tuple[tuple[float, float], ...] = ()
+    """(training CPU minutes, PublicTest accuracy %) after each validation, from ``history.csv``."""
 
     @property
     def budget(self) -> tuple[str | None, str]:
@@ -359,7 +370,25 @@ def read_run(run_dir: str | Path) -> RunRecord:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"unexpected content ({exc})", path=metrics_path) from None
     record.machine = record.machine or record.device
+    record.curve = _validation_curve(run_dir / "history.csv", record)
     return record
+
+
+def _validation_curve(path: Path, run: RunRecord) -> tuple[tuple[float, float], ...]:
+    """The run's PublicTest accuracy against training time, on the CPU clock of its budget.
+
+    ``history.csv`` times validations in wall-clock seconds; they are scaled by the run's CPU to
+    wall ratio so that the curve ends at its CPU time. A missing or unreadable history gives none.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = [(float(r["elapsed_s"]), float(r["val_acc"])) for r in csv.DictReader(f)]
+    except (OSError, KeyError, TypeError, ValueError):
+        return ()
+    scale = 1.0
+    if run.cpu_time_s and run.train_time_s:
+        scale = run.cpu_time_s / run.train_time_s
+    return tuple((t * scale / 60, 100 * acc) for t, acc in rows)
 
 
 def cpu_name() -> str:
@@ -665,7 +694,9 @@ def compare_rows(report: Report) -> list[Comparison]:
         base = rows[row.config.baseline]
         a, b = row.stat("private"), base.stat("private")
         delta = se = None
-        if a.mean is None or b.mean is None:
+        if not (row.config.run_on_cpu and base.config.run_on_cpu):
+            verdict = "GPU only: not run here"
+        elif a.mean is None or b.mean is None:
             verdict = "not run yet"
         else:
             delta = a.mean - b.mean
@@ -807,6 +838,8 @@ def _row_line(row: Row) -> str:
         public, private = _acc(row.stat("public")), _acc(row.stat("private"))
     else:
         public = "running" if row.unfinished else "not run yet"
+        if not c.run_on_cpu:
+            public = "GPU only (see below)"
         private = "—"
     cells = [name, paper, protocol, public, private, _our_budget(row), _params(row), _row_note(row)]
     return "| " + " | ".join(_cell(x) for x in cells) + " |"
@@ -859,9 +892,10 @@ def render_markdown(report: Report, figures: dict[str, Path], report_path: str |
             lines += [
                 f"![{paper.title}: accuracy against training CPU time]({link})",
                 "",
-                "*PrivateTest accuracy of each run (dots; squares with bars: mean ± s.d. over"
-                " seeds) against its training CPU time; dashed lines: the paper's numbers, on the"
-                " paper's own test protocol.*",
+                "*Thin lines: each run's PublicTest accuracy during training (where the"
+                " checkpoint is selected) against its training CPU time. Dots: its final"
+                " PrivateTest accuracy; squares with bars: their mean ± s.d. over seeds. Dashed"
+                " lines: the paper's numbers, on the paper's own test protocol.*",
                 "",
             ]
     comparisons = compare_rows(report)
@@ -954,8 +988,8 @@ def render_markdown(report: Report, figures: dict[str, Path], report_path: str |
         "## Regenerating",
         "",
         "```bash",
-        "python benchmarks/reproduce.py            # trains what is missing, then writes this file",
-        "ferlab compare runs/reproduction/* --report docs/reproduction.md   # this file only",
+        "python benchmarks/reproduce.py   # trains what is missing, then writes this file",
+        "ferlab compare benchmarks/results/reproduction/* --report docs/reproduction.md",
         "```",
         "",
     ]
@@ -1039,6 +1073,11 @@ def draw_figures(report: Report, folder: str | Path) -> dict[str, Path]:
                 for r in row.runs
                 if r.cpu_time_s is not None and r.private is not None
             ]
+            for run in row.runs:
+                if run.curve:
+                    cx, cy = zip(*run.curve, strict=True)
+                    right = max(right, *cx)
+                    ax.plot(cx, cy, color=colour, lw=0.8, alpha=0.5)
             if points:
                 xs, ys = zip(*points, strict=True)
                 right = max(right, *xs)
@@ -1048,13 +1087,13 @@ def draw_figures(report: Report, folder: str | Path) -> dict[str, Path]:
                     cpu.mean, acc.mean, yerr=acc.sd or 0, fmt="s", color=colour, ms=6, capsize=3
                 )
             else:
-                label += " (not run yet)"
+                label += " (not run yet)" if row.config.run_on_cpu else " (GPU only)"
             if row.config.cpu_recipe != row.config.recipe:
                 label += f"; ours: {row.config.cpu_recipe}"
             handles.append(Line2D([], [], color=colour, ls="--", marker="s", label=label))
         ax.set_xlim(0, 1.1 * right if right else None)
         ax.set_xlabel("training CPU time (minutes)")
-        ax.set_ylabel("PrivateTest accuracy (%)")
+        ax.set_ylabel("accuracy (%)")
         ax.set_title(paper.title, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
