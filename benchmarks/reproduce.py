@@ -21,6 +21,9 @@ Usage::
     python benchmarks/reproduce.py --dry-run          # the plan: every run and its state
     python benchmarks/reproduce.py                    # everything (hours: see the plan)
     python benchmarks/reproduce.py --only luo         # a paper, configuration id or recipe
+    # two runners side by side, one thread each, on disjoint --only sets (a 2-core machine):
+    OMP_NUM_THREADS=1 python benchmarks/reproduce.py --no-report --only jahromi --only luo &
+    OMP_NUM_THREADS=1 python benchmarks/reproduce.py --no-report --only meen
     python benchmarks/reproduce.py --budget 1m --out /tmp/smoke --report /tmp/smoke/report.md
 """
 
@@ -244,6 +247,8 @@ def _campaign(
     face_checkpoint: Path | None = None
     todo = [r for r in runs if r.state in ("new", "resume")]
     for i, run in enumerate(todo, 1):
+        if run.state == "done":  # finished meanwhile by a runner side by side (other --only)
+            continue
         if run.needs_face:
             face_checkpoint = runs[0].out / "best.pt"
             if not (runs[0].out / "metrics.json").is_file():

@@ -480,6 +480,25 @@ def test_plan_states_only_and_seeds(plan, tmp_path):
         reproduce.plan_runs(spec, out, ["nothing"], None)
 
 
+def test_runner_skips_a_run_finished_meanwhile_by_another_runner(plan, tmp_path, monkeypatch):
+    reproduce = _runner()
+    spec, out = load_spec(plan), tmp_path / "runs"
+    runs = reproduce.plan_runs(spec, out, ["first"], 1)
+    trained = []
+
+    def fake_train(run, *args):
+        trained.append(run.out.name)
+        if run.out.name == "alpha-s0":  # meanwhile, a second runner finishes beta-s0
+            _fake_run(out / "beta-s0", plan.parent / "recipes" / "beta.yaml", 0, 0.5, 0.5)
+        return "time_budget"
+
+    monkeypatch.setattr(reproduce, "train_run", fake_train)
+    args = reproduce.argparse.Namespace(no_report=True, threads=1, out=out)
+    console = reproduce.Console(stderr=True)
+    assert reproduce._campaign(args, spec, runs, "1m", "cpu", console) == 0
+    assert trained == ["alpha-s0"]
+
+
 @pytest.mark.slow
 def test_runner_trains_resumes_nothing_twice_and_writes_the_report(plan, tmp_path, capsys):
     reproduce = _runner()
