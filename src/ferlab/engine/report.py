@@ -837,9 +837,10 @@ def _row_line(row: Row) -> str:
     if row.runs:
         public, private = _acc(row.stat("public")), _acc(row.stat("private"))
     else:
-        public = "running" if row.unfinished else "not run yet"
         if not c.run_on_cpu:
             public = "GPU only (see below)"
+        else:
+            public = "running" if row.unfinished else "not run yet"
         private = "—"
     cells = [name, paper, protocol, public, private, _our_budget(row), _params(row), _row_note(row)]
     return "| " + " | ".join(_cell(x) for x in cells) + " |"
