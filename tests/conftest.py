@@ -58,6 +58,14 @@ def fer2013_cache_dir(fer2013_csv: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
+def drawn_faces() -> np.ndarray:
+    """24 generated face-like images (uint8 24×48×48) for tests that need no real data."""
+    from tests.generated_faces import generated_faces
+
+    return generated_faces(24)
+
+
+@pytest.fixture(scope="session")
 def fer_faces() -> dict[int, np.ndarray]:
     """Real FER2013 faces decoded straight from the shared CSV (rows ``FACE_ROWS``), by row."""
     from tests.recognize.recognize_helpers import FACE_ROWS, FER_CSV, read_fer_rows

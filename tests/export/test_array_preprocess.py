@@ -13,11 +13,11 @@ from ferlab.export.preprocess import ArrayPreprocess
 from ferlab.export.preprocess import equalize_hist as equalize_hist_np
 
 
-def test_histogram_equalisation_matches_torch(real_faces):
+def test_histogram_equalisation_matches_torch(drawn_faces):
     rng = np.random.default_rng(0)
     faces = np.concatenate(
         [
-            real_faces,
+            drawn_faces,
             np.zeros((1, 48, 48), np.uint8),  # FER2013's all-black rows: unchanged
             np.full((1, 48, 48), 200, np.uint8),
             rng.integers(90, 110, (2, 48, 48), dtype=np.uint8),  # low contrast
@@ -37,7 +37,7 @@ def test_histogram_equalisation_matches_torch(real_faces):
         {"crop": 40, "per_pixel": True},
     ],
 )
-def test_views_match_torch_bit_for_bit(real_faces, settings, tta):
+def test_views_match_torch_bit_for_bit(drawn_faces, settings, tta):
     settings = dict(settings)
     if settings.pop("per_pixel", False):
         rng = np.random.default_rng(1)
@@ -48,8 +48,8 @@ def test_views_match_torch_bit_for_bit(real_faces, settings, tta):
     array = ArrayPreprocess.from_dict(
         json.loads(json.dumps(ArrayPreprocess.from_dict(reference.to_dict()).to_dict()))
     )
-    want = reference(torch.from_numpy(real_faces), tta).numpy()
-    got = array(real_faces, tta)
+    want = reference(torch.from_numpy(drawn_faces), tta).numpy()
+    got = array(drawn_faces, tta)
     assert got.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
 

@@ -1,9 +1,10 @@
 """The web page end to end in real headless Chromium (Debian's ``chromium``, driven by Playwright).
 
-Chromium's fake camera plays a Y4M video made of real FER2013 faces on a background: two
-seconds of one face, two of another, looped. The server's classifier is the deterministic
-:class:`BrightnessClassifier`, which reads the two faces as two different emotions, so the page
-must show boxes and labels for both and its light swatch must change colour between them.
+Chromium's fake camera plays a Y4M video made of generated faces (``drawn_faces``: no real
+data needed) on a background: two seconds of one face, two of another, looped. The server's
+classifier is the deterministic :class:`BrightnessClassifier`, which reads the two faces as two
+different emotions, so the page must show boxes and labels for both and its light swatch must
+change colour between them.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ if CHROMIUM is None:
     )
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-#: Rows of the two faces: the classifier labels them differently (checked in the test).
-FACE_A, FACE_B = 8, 0
+#: The two drawn faces, a bright and a dark one: the classifier labels them differently
+#: (checked in the test).
+FACE_A, FACE_B = 2, 0
 FPS = 10
 
 
@@ -50,8 +52,8 @@ def write_y4m(path: Path, frames: list[np.ndarray], fps: int = FPS) -> Path:
 
 
 @pytest.fixture(scope="module")
-def scenes(fer_faces) -> tuple[np.ndarray, np.ndarray]:
-    return photo(fer_faces[FACE_A]), photo(fer_faces[FACE_B])
+def scenes(drawn_faces) -> tuple[np.ndarray, np.ndarray]:
+    return photo(drawn_faces[FACE_A]), photo(drawn_faces[FACE_B])
 
 
 @pytest.fixture(scope="module")
