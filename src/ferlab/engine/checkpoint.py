@@ -16,7 +16,9 @@ without the recipe or the code that trained it:
 Files are written to a temporary file in the same folder, flushed and fsynced, then renamed over
 the old one (``os.replace`` is atomic on POSIX and Windows), so a crash or a full disk mid-write
 leaves the previous checkpoint intact. Loading uses ``torch.load(weights_only=True)``: a foreign
-or tampered file cannot run code.
+or tampered file cannot run code. A checkpoint also carries ``tensors_sha256``, a SHA-256 of all
+its tensors, checked on load: flipped bytes in the weights are an error, not a silently wrong
+model (files written before the digest existed load without the check).
 """
 
 from __future__ import annotations
@@ -39,15 +41,42 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "release_checkpoint",
+    "tensors_sha256",
 ]
 
 FORMAT = "ferlab-checkpoint"
 FORMAT_VERSION = 1
+DIGEST_KEY = "tensors_sha256"
+
+
+def tensors_sha256(obj: Any) -> str:
+    """SHA-256 of every tensor in a (nested) checkpoint: its place, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, torch.Tensor):
+            data = node.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
+            digest.update(f"{where}|{node.dtype}|{tuple(node.shape)}|".encode())
+            digest.update(data.tobytes())
+        elif isinstance(node, dict):
+            for key in sorted(node, key=str):  # the digest itself is a string: not hashed
+                walk(node[key], f"{where}/{key}")
+        elif isinstance(node, list | tuple):
+            for i, item in enumerate(node):
+                walk(item, f"{where}/{i}")
+
+    walk(obj, "")
+    return digest.hexdigest()
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` so that readers only ever see the old or the complete new file."""
+    """``torch.save`` to ``path`` so that readers only ever see the old or the complete new file.
+
+    A ferlab checkpoint gets its tensors' digest (:func:`tensors_sha256`), checked on load.
+    """
     path = Path(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        obj = {**obj, DIGEST_KEY: tensors_sha256(obj)}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -104,6 +133,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise DataError(
             f"checkpoint format {ckpt['format_version']} is newer than this ferlab supports "
             f"({FORMAT_VERSION}); upgrade ferlab",
+            path=path,
+        )
+    if DIGEST_KEY in ckpt and tensors_sha256(ckpt) != ckpt[DIGEST_KEY]:
+        raise DataError(
+            "checkpoint is corrupted: its tensors do not match the SHA-256 digest written with "
+            "them (damaged on disk or in transfer?); use another copy or retrain",
             path=path,
         )
     return ckpt
