@@ -57,6 +57,7 @@ from ferlab.errors import DataError
 
 __all__ = [
     "FERPLUS_MODES",
+    "fer2013_soft_targets",
     "FerplusLabels",
     "FerplusVotes",
     "ferplus_labels",
@@ -280,3 +281,37 @@ def ferplus_labels(votes: np.ndarray, mode: str) -> FerplusLabels:
         targets=targets,
         dropped={k: dropped[k] for k in DROP_REASONS if k in dropped},
     )
+
+
+# FER+ emotion columns (FERPLUS_CLASSES order) → FER2013 class ids; contempt has no FER2013 class.
+_TO_FER2013 = {0: 6, 1: 3, 2: 5, 3: 4, 4: 0, 5: 1, 6: 2}
+
+
+def fer2013_soft_targets(votes: np.ndarray, labels: np.ndarray, weight: float) -> np.ndarray:
+    """Soft targets over the 7 FER2013 classes: FER2013's label blended with the FER+ votes.
+
+    The target is ``(1 - weight) · onehot(label) + weight · votes``, where ``votes`` is the
+    row's FER+ vote distribution over the seven emotions FER2013 has: every vote counts (no
+    outlier removal: a single fear vote on a surprised face is the ambiguity worth keeping), and
+    contempt, unknown and not-a-face votes are left out. Rows without any such vote, and rows the
+    vote file could not give (-1), keep the one-hot FER2013 label. With ``weight < 0.5`` the
+    FER2013 label stays the target's strict mode, so training agrees with what accuracy is
+    measured against.
+
+    Args:
+        votes: int64 N×10 vote counts (FER+ column order), -1 on unreadable rows.
+        labels: int64 N FER2013 class ids.
+        weight: share of the target given to the votes, in [0, 1].
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], not {weight!r}")
+    n = labels.shape[0]
+    onehot = np.zeros((n, len(_TO_FER2013)), dtype=np.float64)
+    onehot[np.arange(n), labels] = 1.0
+    counts = np.zeros_like(onehot)
+    for src, dst in _TO_FER2013.items():
+        counts[:, dst] = votes[:, src]
+    counts[(votes < 0).any(axis=1)] = 0.0
+    total = counts.sum(axis=1, keepdims=True)
+    dist = np.where(total > 0, counts / np.maximum(total, 1), onehot)
+    return ((1.0 - weight) * onehot + weight * dist).astype(np.float32)

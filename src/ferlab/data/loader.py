@@ -9,7 +9,7 @@ serves every label mode and a changed vote file is always read afresh.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from ferlab.data._problems import Problems
 from ferlab.data.cache import DataCache
 from ferlab.data.dataset import FERPLUS_CLASSES, FERData
 from ferlab.data.fer2013_csv import CsvRows, read_fer2013_csv
-from ferlab.data.ferplus import ferplus_labels, read_ferplus_votes
+from ferlab.data.ferplus import fer2013_soft_targets, ferplus_labels, read_ferplus_votes
 from ferlab.data.image_folder import (
     FolderRows,
     find_image_root,
@@ -32,13 +32,16 @@ from ferlab.errors import DataError, FerlabError, UnknownNameError
 
 __all__ = ["LABEL_MODES", "CheckReport", "Source", "check_dataset", "detect_source", "load_dataset"]
 
-#: Values of ``labels``: the FER2013 labels, or one of the FER+ modes (needs ``ferplus``).
+#: Values of ``labels``: the FER2013 labels, one of the FER+ modes (needs ``ferplus``), or
+#: ``fer2013-ferplus``: FER2013's labels and classes with FER+ votes blended into soft targets
+#: (:func:`~ferlab.data.ferplus.fer2013_soft_targets`; every row kept).
 LABEL_MODES: tuple[str, ...] = (
     "fer2013",
     "ferplus-majority",
     "ferplus-probability",
     "ferplus-crossentropy",
     "ferplus-multi",
+    "fer2013-ferplus",
 )
 _CSV_NAMES = ("fer2013.csv", "fer2013.csv.gz", "icml_face_data.csv", "icml_face_data.csv.gz")
 SUPPORTED_FORMS = (
@@ -143,6 +146,7 @@ def load_dataset(
     val_fraction: float = 0.1,
     seed: int = 0,
     progress: bool = True,
+    ferplus_weight: float = 0.4,
 ) -> FERData:
     """Load FER data from any supported source into one :class:`FERData`.
 
@@ -160,6 +164,8 @@ def load_dataset(
             ``val/`` folder and no split prefixes in its file names.
         seed: seed of that split.
         progress: show progress bars (on stderr) while parsing.
+        ferplus_weight: ``fer2013-ferplus`` only: the share of each soft target that comes
+            from the FER+ votes (the rest is the FER2013 label).
 
     Raises:
         DataError: the source is missing, of no supported form, or malformed (message names the
@@ -167,13 +173,17 @@ def load_dataset(
         FerlabError: inconsistent options.
     """
     _check_options(labels, ferplus, val_fraction, seed)
+    if not 0 <= ferplus_weight <= 1:
+        raise FerlabError(f"ferplus_weight must be between 0 and 1, not {ferplus_weight!r}")
     source = detect_source(path)
     _require_csv_for_ferplus(source, ferplus)
     data, n_rows = _load_base(source, DataCache(cache_dir), skip_bad, val_fraction, seed, progress)
     if ferplus is None:
         return data
     problems = Problems()
-    data = _apply_ferplus(data, n_rows, Path(ferplus).expanduser(), labels, problems)
+    data = _apply_ferplus(
+        data, n_rows, Path(ferplus).expanduser(), labels, problems, ferplus_weight
+    )
     if problems and not skip_bad:
         problems.raise_first()
     data.skipped.extend(str(p) for p in problems.items)
@@ -306,7 +316,12 @@ def _from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any], source: So
 
 
 def _apply_ferplus(
-    data: FERData, n_rows: int, ferplus: Path, labels: str, problems: Problems
+    data: FERData,
+    n_rows: int,
+    ferplus: Path,
+    labels: str,
+    problems: Problems,
+    ferplus_weight: float = 0.4,
 ) -> FERData:
     """Replace FER2013 labels by FER+ labels of mode ``labels`` (rows joined by position)."""
     if not ferplus.is_file():
@@ -330,6 +345,9 @@ def _apply_ferplus(
             row=first + 2,
             field="Usage",
         )
+    if labels == "fer2013-ferplus":
+        soft = fer2013_soft_targets(votes.votes[rows], data.labels.numpy(), ferplus_weight)
+        return replace(data, targets=torch.from_numpy(soft), label_mode=labels)
     mode = labels.removeprefix("ferplus-")
     result = ferplus_labels(votes.votes[rows], mode)
     # index_select copies the 82 MB of images several times faster than a boolean mask.

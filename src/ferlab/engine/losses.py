@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SOFT_MODES", "batch_targets", "loss_fn", "target_mode"]
+__all__ = ["SOFT_MODES", "batch_targets", "class_balance_weights", "loss_fn", "target_mode"]
 
 #: Target schemes that use ``FERData.targets``.
 SOFT_MODES = ("probability", "crossentropy", "multi_target")
@@ -40,6 +40,8 @@ _SUFFIXES = {
 
 def target_mode(label_mode: str, has_targets: bool) -> str:
     """The target scheme for a dataset's ``label_mode``: ``hard`` or one of :data:`SOFT_MODES`."""
+    if label_mode == "fer2013-ferplus" and has_targets:
+        return "crossentropy"  # FER2013 labels blended with FER+ votes: a distribution
     if not (label_mode.startswith("ferplus-") and has_targets):
         return "hard"
     return _SUFFIXES.get(label_mode.removeprefix("ferplus-"), "hard")
@@ -69,9 +71,17 @@ def batch_targets(
 
 
 def loss_fn(
-    logits: torch.Tensor, target: torch.Tensor, mode: str, label_smoothing: float = 0.0
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    mode: str,
+    label_smoothing: float = 0.0,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean loss of a batch; ``target`` comes from :func:`batch_targets` (possibly mixed)."""
+    """Mean loss of a batch; ``target`` comes from :func:`batch_targets` (possibly mixed).
+
+    ``class_weights`` (C values) scale each class's term of the cross-entropy, so a soft or mixed
+    target is weighted by how much of it lies on each class (class-balanced loss).
+    """
     logits = logits.float()
     if mode == "multi_target":
         logp = F.log_softmax(logits, 1).masked_fill(target <= 0, float("-inf"))
@@ -79,4 +89,14 @@ def loss_fn(
     if label_smoothing:
         n = target.shape[1]
         target = target * (1 - label_smoothing) + label_smoothing / n
+    if class_weights is not None:
+        target = target * class_weights.to(target.device)
     return torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
+
+
+def class_balance_weights(labels: torch.Tensor, num_classes: int, power: float) -> torch.Tensor:
+    """Per-class loss weights ``count ** -power``, scaled so their mean over ``labels`` is 1."""
+    counts = torch.bincount(labels, minlength=num_classes).double().clamp(min=1)
+    w = counts.pow(-power)
+    w = w / (w[labels].mean())
+    return w.float()

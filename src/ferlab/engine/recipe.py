@@ -43,6 +43,7 @@ __all__ = [
     "PaperSection",
     "Recipe",
     "ScheduleSection",
+    "ShiftAugmentSection",
     "TrainSection",
     "apply_overrides",
     "default_recipe",
@@ -94,6 +95,9 @@ class DataSection:
     normalize: str = "global"
     """``global`` (one mean/std), ``per_pixel`` (a mean/std image) or ``none`` (only /255); the
     statistics come from the training split."""
+    ferplus_weight: float = 0.4
+    """``labels: fer2013-ferplus`` only: share of each soft target taken from the FER+ votes
+    (the rest is FER2013's label)."""
     max_train: int | None = None
     """Train on a seeded random subset of this many training images (quick experiments)."""
     max_eval: int | None = None
@@ -127,6 +131,23 @@ class AugmentSection:
     fill: str = "zeros"
     """How pixels shifted in from outside are filled: ``zeros`` (the dataset mean after
     normalisation), ``border`` (nearest edge pixel, like Keras) or ``reflection``."""
+
+
+@dataclass
+class ShiftAugmentSection:
+    """Train-time shifts of real inputs on the uint8 faces (:mod:`ferlab.engine.shift_augment`);
+    each value is the probability that an image gets that shift (0 = off)."""
+
+    occlude: float = 0.0
+    """A hand over mouth and chin, or dark glasses."""
+    light: float = 0.0
+    """Dimmed brightness, low contrast or a gamma curve."""
+    blur: float = 0.0
+    """Gaussian blur, σ 0.3-2 pixels."""
+    noise: float = 0.0
+    """Gaussian sensor noise, σ 2-20 grey levels."""
+    jpeg: float = 0.0
+    """JPEG compression at quality 10-60."""
 
 
 @dataclass
@@ -185,6 +206,10 @@ class TrainSection:
     label_smoothing: float = 0.0
     balanced_sampling: bool = False
     """Weighted random sampling so that every class is drawn equally often."""
+    class_balance: float = 0.0
+    """Class-balanced loss: class k's loss terms are weighted by ``count_k ** -class_balance``
+    (training counts, normalised to a mean weight of 1 per training image); 0 = off, 1 = fully
+    inverse-frequency."""
     ema: float | None = None
     """Exponential moving average of the weights with this decay; selection and the final
     evaluation then use the averaged copy."""
@@ -234,6 +259,7 @@ class Recipe:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
+    shift_augment: ShiftAugmentSection = field(default_factory=ShiftAugmentSection)
     optim: OptimSection = field(default_factory=OptimSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     train: TrainSection = field(default_factory=TrainSection)

@@ -55,9 +55,10 @@ from ferlab.engine.checkpoint import FORMAT, FORMAT_VERSION, atomic_save, build_
 from ferlab.engine.evaluate import confusion_matrix, metrics_from_confusion, predict_proba
 from ferlab.engine.face_network import load_face_network
 from ferlab.engine.finetune import load_initial_weights, read_source
-from ferlab.engine.losses import batch_targets, loss_fn, target_mode
+from ferlab.engine.losses import batch_targets, class_balance_weights, loss_fn, target_mode
 from ferlab.engine.recipe import Recipe, parse_duration, recipe_from_dict, save_recipe
 from ferlab.engine.schedule import LRSchedule
+from ferlab.engine.shift_augment import ShiftAugment
 from ferlab.errors import DataError, FerlabError
 
 __all__ = [
@@ -382,6 +383,7 @@ class _Trainer:
             val_fraction=d.val_fraction,
             seed=self.r.train.seed,
             progress=self.show_progress and self.is_main,
+            ferplus_weight=d.ferplus_weight,
         )
 
     def _setup_data(self, ckpt: dict | None) -> None:
@@ -450,6 +452,8 @@ class _Trainer:
                 image_size=size, crop=crop, hist_eq=r.data.hist_eq, mean=mean, std=std
             )
         self.aug = BatchAugment(r.augment, size, crop)
+        shift_aug = ShiftAugment(r.shift_augment)
+        self.shift_aug = shift_aug if shift_aug.enabled else None
         if self.device.type == "cuda":
             # 35k×48×48 uint8 is 80 MB: keep it on the GPU and gather batches there.
             self.train_images = self.train_images.to(self.device)
@@ -472,6 +476,11 @@ class _Trainer:
         # Incomplete last batches are dropped: every step sees a full batch (batch norm and
         # DDP shards stay well defined) and the next epoch's permutation covers them.
         self.steps_per_epoch = max(1, n // b)
+        self.class_weights = (
+            class_balance_weights(self.train_labels, self.num_classes, r.train.class_balance)
+            if r.train.class_balance
+            else None
+        )
         if r.train.balanced_sampling:
             counts = torch.bincount(self.train_labels, minlength=self.num_classes).double()
             self.sample_weights = (1.0 / counts.clamp(min=1))[self.train_labels]
@@ -720,7 +729,12 @@ class _Trainer:
         hi = lo + self.local_batch if self.dist.enabled else len(batch_idx)
         idx = batch_idx[lo:hi]
         p = {k: v.to(self.device) for k, v in BatchAugment.slice(params, lo, hi).items()}
-        images = self.train_images[idx.to(self.train_images.device)].to(self.device)
+        images = self.train_images[idx.to(self.train_images.device)]
+        if self.shift_aug is not None:
+            # Its own generator: recipes without it keep their random streams. Drawn per
+            # process (photometric shifts need no global-batch agreement).
+            images = self.shift_aug(images.cpu(), _gen(self.r.train.seed, 4, step, lo))
+        images = images.to(self.device)
         x = self.aug.apply(self.pre_dev.normalize(images, equalized=True), p)
         x, target = self.aug.mix(x, target_all[lo:hi].to(self.device), g)
         labels = self.train_labels[idx].to(self.device)
@@ -731,7 +745,9 @@ class _Trainer:
         self.model.train()
         with self._autocast():
             logits = self.forward(x)
-            loss = loss_fn(logits, target, self.mode, self.r.train.label_smoothing)
+            loss = loss_fn(
+                logits, target, self.mode, self.r.train.label_smoothing, self.class_weights
+            )
         self.opt.zero_grad(set_to_none=True)
         clip = self.r.optim.grad_clip
         if self.scaler is not None:
