@@ -9,7 +9,13 @@ import pytest
 import torch
 from fer_builders import FERPLUS_HEADER, USAGES, csv_row, pixels_of, standard_rows, write_csv
 
-from ferlab.data import FERPLUS_CLASSES, ferplus_labels, ferplus_target, load_dataset
+from ferlab.data import (
+    FER2013_CLASSES,
+    FERPLUS_CLASSES,
+    ferplus_labels,
+    ferplus_target,
+    load_dataset,
+)
 from ferlab.errors import DataError, FerlabError
 
 # Vote columns: neutral happiness surprise sadness anger disgust fear contempt unknown NF.
@@ -211,3 +217,30 @@ def test_inconsistent_options(tmp_path: Path, small_csv: Path, pair: tuple[Path,
         load(small_csv, fp, "fer2013")
     with pytest.raises(DataError, match="no such file"):
         load(small_csv, tmp_path / "missing.csv", "ferplus-majority")
+
+
+def test_fer2013_labels_with_ferplus_soft_targets(pair: tuple[Path, Path]) -> None:
+    csv, fp = pair
+    data = load(csv, fp, "fer2013-ferplus", ferplus_weight=0.4)
+    # Every row stays, with FER2013's classes and labels (row i has emotion i % 7).
+    assert data.classes == FER2013_CLASSES and data.label_mode == "fer2013-ferplus"
+    assert data.index.tolist() == list(range(9))
+    assert data.labels.tolist() == [i % 7 for i in range(9)]
+    assert torch.allclose(data.targets.sum(1), torch.ones(9))
+    # Row 0 (angry) has ROW_A's votes: neutral 4, sadness 1, anger 3, disgust 2 of 10 counted
+    # (no outlier removal) -> over angry..neutral: 0.3, 0.2, 0, 0, 0.1, 0, 0.4.
+    expected = 0.6 * torch.tensor([1.0, 0, 0, 0, 0, 0, 0]) + 0.4 * torch.tensor(
+        [0.3, 0.2, 0, 0, 0.1, 0, 0.4]
+    )
+    assert torch.allclose(data.targets[0], expected)
+    # Row 5 (surprise) is not a face for FER+ (no emotion vote): its FER2013 label alone.
+    assert data.targets[5].tolist() == [0, 0, 0, 0, 0, 1, 0]
+    # The FER2013 label stays the strict mode of every target below weight 0.5.
+    assert torch.equal(data.targets.argmax(1), data.labels)
+    assert torch.equal(
+        load(csv, fp, "fer2013-ferplus", ferplus_weight=0.0).targets.argmax(1), data.labels
+    )
+    with pytest.raises(FerlabError, match="ferplus_weight"):
+        load(csv, fp, "fer2013-ferplus", ferplus_weight=1.5)
+    with pytest.raises(FerlabError, match="FER\\+ vote file"):
+        load(csv, None, "fer2013-ferplus")

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ferlab.engine.losses import batch_targets, loss_fn, target_mode
+from ferlab.engine.losses import batch_targets, class_balance_weights, loss_fn, target_mode
 from ferlab.engine.recipe import ScheduleSection
 from ferlab.engine.schedule import LRSchedule
 
@@ -22,6 +22,8 @@ from ferlab.engine.schedule import LRSchedule
         ("ferplus-crossentropy", True, "crossentropy"),
         ("ferplus-multi", True, "multi_target"),
         ("ferplus-crossentropy", False, "hard"),
+        ("fer2013-ferplus", True, "crossentropy"),
+        ("fer2013-ferplus", False, "hard"),
     ],
 )
 def test_target_mode(label_mode, has_targets, expected):
@@ -100,3 +102,19 @@ def test_plateau_uses_keras_semantics_and_state_round_trips():
     fresh = LRSchedule(ScheduleSection(kind="plateau", factor=0.5, patience=2), 0.01, 10)
     fresh.load_state_dict(s.state_dict())
     assert fresh.lr(5, 100) == s.lr(5, 100) and fresh.bad_epochs == s.bad_epochs
+
+
+def test_class_balanced_loss_matches_weighted_cross_entropy():
+    labels = torch.tensor([0] * 8 + [1] * 2 + [2] * 6)
+    w = class_balance_weights(labels, 3, power=1.0)
+    # Inverse frequency, mean weight 1 over the training images.
+    assert torch.allclose(w * torch.tensor([8.0, 2.0, 6.0]), torch.full((3,), w[0] * 8))
+    assert torch.isclose(w[labels].mean(), torch.tensor(1.0))
+    assert torch.equal(class_balance_weights(labels, 3, power=0.0), torch.ones(3))
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(5, 3, generator=g)
+    y = torch.tensor([0, 1, 2, 1, 0])
+    hard = F.one_hot(y, 3).float()
+    # With one-hot targets it is PyTorch's weighted cross-entropy without its renormalisation.
+    expected = (F.cross_entropy(logits, y, reduction="none") * w[y]).mean()
+    assert torch.allclose(loss_fn(logits, hard, "crossentropy", class_weights=w), expected)

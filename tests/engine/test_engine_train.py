@@ -332,3 +332,30 @@ def test_auto_precision_on_cpu_follows_native_bf16(
     )
     assert result.metrics["precision"] == expected
     assert result.metrics["val"]["accuracy"] > 1.5 / 7  # above chance under either precision
+
+
+def test_robust_default_pieces_train_and_resume_identically(tiny_model, tmp_path):
+    """The robust default's recipe pieces (FER2013 labels with blended soft targets, train-time
+    shifts, class-balanced loss, mixup) train, and a killed run resumes to the same weights."""
+    from dataclasses import replace
+
+    from ferlab.engine.recipe import ShiftAugmentSection
+
+    base = synthetic_data()
+    g = torch.Generator().manual_seed(3)
+    votes = torch.rand(len(base), 7, generator=g)
+    soft = 0.6 * torch.nn.functional.one_hot(base.labels, 7) + 0.4 * votes / votes.sum(1, True)
+    data = replace(base, targets=soft, label_mode="fer2013-ferplus")
+    recipe = _recipe(tiny_model, epochs=3, ema=0.9, checkpoint_every_steps=4, class_balance=0.3)
+    recipe.augment.mixup = 0.2
+    recipe.shift_augment = ShiftAugmentSection(
+        occlude=0.5, light=0.5, blur=0.5, noise=0.5, jpeg=0.5
+    )
+    a = train(recipe, data=data, out_dir=tmp_path / "a")
+    assert a.metrics["label_mode"] == "fer2013-ferplus" and a.metrics["val"]["accuracy"] > 0.2
+    _train_killed_at_step_14(recipe, data, tmp_path / "b")
+    b = train(None, data=data, out_dir=tmp_path / "b", resume=True)
+    last_a = read_checkpoint(a.out_dir / "last.pt")
+    last_b = read_checkpoint(b.out_dir / "last.pt")
+    assert _same_weights(last_a["state_dict"], last_b["state_dict"])
+    assert last_b["recipe"]["shift_augment"]["jpeg"] == 0.5

@@ -35,7 +35,8 @@ __all__ = [
 
 _LABEL_HELP = (
     "Labels: fer2013 (the CSV's own), or with --ferplus one of ferplus-majority, "
-    "ferplus-probability, ferplus-crossentropy, ferplus-multi."
+    "ferplus-probability, ferplus-crossentropy, ferplus-multi, or fer2013-ferplus (FER2013's "
+    "labels with FER+ votes blended into soft targets)."
 )
 
 DataPathArgument = Annotated[

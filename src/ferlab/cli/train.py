@@ -229,12 +229,23 @@ def evaluate_cmd(
     as_json: bool = typer.Option(
         False, "--json", help="Print {accuracy, per_class, macro_f1, confusion, n, ...} as JSON."
     ),
+    suite: str | None = typer.Option(
+        None,
+        "--suite",
+        help="shifts: accuracy under each shift of real inputs (crops, detector, rotation, "
+        "blur, JPEG, light, noise, occlusion) and their mean; --out gets its pictures.",
+    ),
+    seed: int = typer.Option(0, "--seed", min=0, help="--suite shifts: the suite's seed."),
+    max_images: int | None = typer.Option(
+        None, "--max-images", min=1, help="--suite shifts: a seeded subset of this many faces."
+    ),
 ) -> None:
     """Evaluate a checkpoint on the val or test split: accuracy, per-class accuracy, macro-F1.
 
     Data options left out default to those the model was trained with.
     """
     check_choice(split, ("val", "test"), "--split")
+    check_choice(suite, ("shifts",), "--suite")
     check_choice(tta, TTA_CHOICES, "--tta")
     check_choice(device, _DEVICES, "--device")
     _passive_openmp()
@@ -271,6 +282,21 @@ def evaluate_cmd(
         val_fraction if val_fraction is not None else trained["val_fraction"],
         int(rd["train"]["seed"]),
     )
+    if suite == "shifts":
+        from ferlab.cli.shift_suite import run_suite_cmd
+
+        run_suite_cmd(
+            checkpoint,
+            dataset,
+            split=split,
+            tta=tta,
+            device=dev,
+            out=out,
+            seed=seed,
+            max_images=max_images,
+            as_json=as_json,
+        )
+        return
     result = evaluate_checkpoint(
         checkpoint, dataset, split=split, tta=tta, batch_size=batch_size, device=dev, out_dir=out
     )
