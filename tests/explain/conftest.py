@@ -51,3 +51,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def emotion_model(checkpoint: Path) -> ferlab.EmotionModel:
     return ferlab.load_model(checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def region_model() -> torch.nn.Module:
+    """A small FerlabNet (global-pooling head) trained on the one-region task."""
+    from tests.explain.explain_helpers import train_on_region_task
+
+    return train_on_region_task("ferlab_net", stages=((8,), (16,), (32,)), se_stages=())

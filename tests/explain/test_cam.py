@@ -17,7 +17,7 @@ from ferlab.explain import (
     target_layer,
 )
 from tests.explain.conftest import small_model
-from tests.explain.explain_helpers import heat_in_region, region_task, train_on_region_task
+from tests.explain.explain_helpers import heat_in_region, region_task
 
 GRADIENT_METHODS = ("gradcam", "gradcam++", "layercam")
 
@@ -176,14 +176,9 @@ def test_overlay_bad_inputs(image, heat, problem):
 
 
 @pytest.mark.slow
-def test_gradcam_highlights_the_region_that_decides_the_class():
-    model = train_on_region_task(
-        "ferlab_net",
-        stages=((8,), (16,), (32,)),
-        se_stages=(),  # global-pooling head
-    )
+def test_gradcam_highlights_the_region_that_decides_the_class(region_model):
     faces, labels = region_task(64, seed=1)
-    result = class_activation_maps(model, faces)
+    result = class_activation_maps(region_model, faces)
     assert (result.targets == labels).mean() > 0.95  # it learned the task
     inside, near = heat_in_region(result.maps)
     # The region is 11 % of the image; it holds most of the heat of every face.
