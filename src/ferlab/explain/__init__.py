@@ -29,6 +29,7 @@ from ferlab.explain.cam import (
     overlay_heatmap,
     target_layer,
 )
+from ferlab.explain.faithfulness import DeletionResult, deletion_test
 from ferlab.explain.filters import FilterImages, filter_images
 
 __all__ = [
@@ -36,11 +37,13 @@ __all__ = [
     "CAM_METHODS",
     "SCORECAM_CHANNELS",
     "CamResult",
+    "DeletionResult",
     "FacialMap",
     "FilterImages",
     "SelfAttentionMaps",
     "StnWarp",
     "class_activation_maps",
+    "deletion_test",
     "face_heatmap",
     "facial_attention_maps",
     "filter_images",
