@@ -237,12 +237,20 @@ def run_shift_suite(
     return out
 
 
+def _save(plt: Any, fig: Any, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def plot_examples(images: torch.Tensor, path: str | Path, *, seed: int = 0) -> Path:
     """One row per shift (the ``frame`` row shows the whole frame), one column per face."""
-    import matplotlib
+    from ferlab.engine.plots import _pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     k = len(images)
     fig, axes = plt.subplots(len(SHIFTS), k, figsize=(1.1 * k + 1.4, 1.1 * len(SHIFTS)))
@@ -258,20 +266,14 @@ def plot_examples(images: torch.Tensor, path: str | Path, *, seed: int = 0) -> P
             ax.set_yticks([])
         axes[r, 0].set_ylabel(s.name, rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle("The shift suite: one row per shift (seeded; the same for every model)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_results(results: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """A bar chart of accuracy per shift, one bar per model (``results``: name → suite result)."""
-    import matplotlib
+    from ferlab.engine.plots import _pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     models = list(results)
     columns = [c for c in SHIFT_NAMES if any(c in r["shifts"] for r in results.values())]
@@ -292,9 +294,4 @@ def plot_results(results: dict[str, dict[str, Any]], path: str | Path, title: st
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     ax.set_title(title or "Shift suite: accuracy per shift")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
