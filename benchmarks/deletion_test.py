@@ -41,6 +41,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--faces", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="random orders per face")
+    parser.add_argument("--methods", nargs="+", default=list(CAM_METHODS), choices=CAM_METHODS)
+    parser.add_argument(
+        "--pixels",
+        nargs="*",
+        default=None,
+        help="methods also run against scattered pixels (default: all)",
+    )
     parser.add_argument("--torch-threads", type=int, default=1)
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
@@ -51,10 +59,15 @@ def main() -> None:
     faces = part.images[pick[: args.faces].sort().values].numpy()
     model = ferlab.load_model(args.model, tta="none", device="cpu")
     rows, curves = [], {}
-    for method in CAM_METHODS:
+    pixels = args.methods if args.pixels is None else args.pixels
+    for method in args.methods:
         for baseline in BASELINES:
+            if baseline == "pixels" and method not in pixels:
+                continue
             start = time.perf_counter()
-            r = deletion_test(model, faces, method, baseline=baseline, seed=args.seed)
+            r = deletion_test(
+                model, faces, method, baseline=baseline, repeats=args.repeats, seed=args.seed
+            )
             rows.append(
                 {
                     "method": method,
@@ -67,6 +80,7 @@ def main() -> None:
                 }
             )
             curves[method] = r.map_curve.mean(0).tolist()
+            # The random orders are the same for every method (same seed, same faces).
             curves[f"random {baseline}"] = r.random_curve.mean(0).tolist()
             print(rows[-1])
     out = REPO / "benchmarks" / "results" / "deletion_test.json"
@@ -81,7 +95,9 @@ def main() -> None:
                 SECTION,
                 "",
                 f"Script: `benchmarks/deletion_test.py --model {args.model} --faces {args.faces} "
-                f"--seed {args.seed}`. Measured {dt.date.today().isoformat()} on {machine(load)}, "
+                f"--seed {args.seed} --repeats {args.repeats}"
+                + (f" --pixels {' '.join(args.pixels)}" if args.pixels is not None else "")
+                + f"`. Measured {dt.date.today().isoformat()} on {machine(load)}, "
                 f"{args.torch_threads} torch thread(s). Model: `{args.model}` (the shipped model "
                 "of today, not yet the issue-18 candidate), centre view, no TTA; "
                 f"{args.faces} seeded PublicTest faces; maps explain the predicted class.",
