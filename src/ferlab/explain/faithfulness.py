@@ -165,7 +165,9 @@ def deletion_test(
     arr = as_faces(faces)
     cam = class_activation_maps(model, arr, method, target)
     subject = Subject(model)
-    gen = torch.Generator().manual_seed(seed)
+    # Separate streams: the map's tie-breaking does not depend on the random reference chosen.
+    ties = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
     map_curves, random_curves = [], []
     with evaluating(subject.network):
         for lo in range(0, len(arr), batch_size):
@@ -173,7 +175,7 @@ def deletion_test(
             targets = torch.from_numpy(cam.targets[lo : lo + batch_size]).long()
             m = _input_maps(subject, cam.maps[lo : lo + batch_size]).reshape(len(x), -1)
             # Random jitter far below the maps' resolution only breaks ties.
-            jitter = torch.rand(m.shape, generator=gen) * 1e-6
+            jitter = torch.rand(m.shape, generator=ties) * 1e-6
             by_map = torch.argsort(m + jitter, dim=1, descending=True)
             map_curves.append(_curves(subject, x, by_map, targets, f))
             rand = []
