@@ -148,3 +148,28 @@ def test_user_errors_are_one_line(workdir, capsys):
     assert "checkpoint not found" in err
     err = _fails(["compare", workdir], capsys)
     assert "not a run folder" in err
+
+
+def test_train_passes_the_recipes_ferplus_weight(workdir, monkeypatch):
+    """``data.ferplus_weight`` reaches the data loader (the soft targets depend on it)."""
+    import ferlab.cli.train as train_cli
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(*args):
+        seen["args"] = args
+        raise Stop
+
+    monkeypatch.setattr(train_cli, "load_from_cli", spy)
+    recipe = RECIPE.replace(
+        "data: {path: fer_small.csv, normalize: global}",
+        "data: {path: fer_small.csv, ferplus: votes.csv, labels: fer2013-ferplus, "
+        "ferplus_weight: 0.25}",
+    )
+    (workdir / "soft.yaml").write_text(recipe)
+    with pytest.raises(Stop):
+        _run(["train", workdir / "soft.yaml", "--out", workdir / "runs" / "soft"])
+    assert seen["args"][2] == "fer2013-ferplus" and seen["args"][-1] == 0.25

@@ -101,11 +101,12 @@ def load_from_cli(
     skip_bad: bool,
     val_fraction: float,
     seed: int,
+    ferplus_weight: float = 0.4,
 ) -> FERData:
     """Load a dataset from the shared options, with progress bars and a skipped-rows summary.
 
-    Errors are :class:`~ferlab.errors.FerlabError`, which the ``ferlab`` entry point prints as
-    one line.
+    ``ferplus_weight``: the FER+ share of the ``fer2013-ferplus`` soft targets. Errors are
+    :class:`~ferlab.errors.FerlabError`, which the ``ferlab`` entry point prints as one line.
     """
     from ferlab.data import load_dataset
 
@@ -120,6 +121,7 @@ def load_from_cli(
             val_fraction=val_fraction,
             seed=seed,
             progress=True,
+            ferplus_weight=ferplus_weight,
         )
     print_warnings(caught)
     if data.skipped:

@@ -174,6 +174,7 @@ def train_cmd(
             d.skip_bad,
             d.val_fraction,
             recipe.train.seed,
+            d.ferplus_weight,
         )
     console = Console(stderr=True)
     result = train(
