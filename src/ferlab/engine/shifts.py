@@ -279,7 +279,7 @@ def plot_results(results: dict[str, dict[str, Any]], path: str | Path, title: st
     columns = [c for c in SHIFT_NAMES if any(c in r["shifts"] for r in results.values())]
     columns.append("mean")
     width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * len(columns) * max(1, len(models))), 4.2))
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.3 * len(columns) * (len(models) + 1)), 4.2))
     x = np.arange(len(columns))
     for i, m in enumerate(models):
         r = results[m]
