@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import uvicorn
 
+from ferlab.serve import server_config
 from tests.recognize.recognize_helpers import BrightnessClassifier, background, paste
 
 #: Where the face is pasted in :func:`photo` scenes: x, y, side.
@@ -32,17 +33,18 @@ def jpeg(image: np.ndarray, quality: int = 90) -> bytes:
 
 
 @contextmanager
-def live_server(app: object, ws_max_size: int = 16 * 2**20) -> Iterator[str]:
+def live_server(app: object, log_level: str = "warning") -> Iterator[str]:
     """Run ``app`` with uvicorn on a free localhost port in a thread; yields its base URL.
 
-    The socket is bound before the server starts, so the port is known and cannot be taken in
-    between; leaving the block shuts the server down (lifespan included) and joins the thread.
+    The server is configured as ``ferlab serve`` configures it (``server_config``: connection
+    cap, header timeout, JSON 400s, redacted logs). The socket is bound before the server
+    starts, so the port is known and cannot be taken in between; leaving the block shuts the
+    server down (lifespan included) and joins the thread.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=ws_max_size)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, port=port, log_level=log_level))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -11,6 +11,8 @@ See ``docs/serve.md``.
 from __future__ import annotations
 
 import ipaddress
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -77,6 +79,38 @@ def _need_serve_extra() -> None:
         ) from None
 
 
+def _api_key(given: str | None, key_file: Path | None) -> str | None:
+    """The key from ``--api-key``, ``--api-key-file`` or ``$FERLAB_API_KEY``, in that order."""
+    from ferlab.serve import API_KEY_ENV
+
+    if given is not None and key_file is not None:
+        raise FerlabError("give the API key once: --api-key or --api-key-file, not both")
+    if key_file is not None:
+        try:
+            lines = key_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FerlabError(f"cannot read the API key file {key_file}: {exc}") from None
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise FerlabError(f"the API key file {key_file} is empty (the key is its first line)")
+        return key
+    if given is not None:
+        _err.print(
+            "[yellow]warning:[/] a key given with --api-key is visible to every local user in "
+            f"the process list; prefer --api-key-file or the {API_KEY_ENV} environment variable"
+        )
+        return given
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -100,22 +134,88 @@ def serve(
         str | None,
         typer.Option(
             "--api-key",
-            envvar="FERLAB_API_KEY",
-            show_envvar=True,
-            help="Require this key in the X-API-Key header of /v1 requests.",
+            help="Require this key in the X-API-Key header of /v1 requests (visible in the "
+            "process list: prefer --api-key-file or $FERLAB_API_KEY).",
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--api-key-file",
+            metavar="FILE",
+            help="Read the API key from the first line of FILE.",
         ),
     ] = None,
     max_upload_mb: Annotated[
         float,
         typer.Option("--max-upload-mb", min=0.01, help="Largest upload or stream frame, MiB."),
     ] = 10.0,
+    max_megapixels: Annotated[
+        float,
+        typer.Option(
+            "--max-megapixels",
+            min=0.01,
+            help="Pixel budget of one image: a larger JPEG is decoded reduced, others refused.",
+        ),
+    ] = 16.0,
     max_pending: Annotated[
         int,
         typer.Option("--max-pending", min=1, help="Requests waiting for recognition (503 above)."),
     ] = 32,
+    workers: Annotated[
+        int,
+        typer.Option("--workers", min=0, help="Recognition threads (0: one per usable core)."),
+    ] = 0,
+    batch: Annotated[
+        bool,
+        typer.Option("--batch/--no-batch", help="Classify concurrent requests' faces in one call."),
+    ] = False,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections", min=1, help="Connections held at once (the oldest idle goes)."
+        ),
+    ] = 1000,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout", min=0.1, help="Seconds to send a request's headers (408 after)."
+        ),
+    ] = 20.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option("--body-timeout", min=0.1, help="Seconds to send a request's body."),
+    ] = 60.0,
     max_streams: Annotated[
         int, typer.Option("--max-streams", min=1, help="WebSocket streams open at once.")
     ] = 8,
+    max_streams_per_client: Annotated[
+        int,
+        typer.Option(
+            "--max-streams-per-client", min=1, help="Streams open at once from one address."
+        ),
+    ] = 4,
+    stream_idle_timeout: Annotated[
+        float,
+        typer.Option(
+            "--stream-idle-timeout", min=0.1, help="Seconds without a frame before a stream ends."
+        ),
+    ] = 30.0,
+    stream_wait: Annotated[
+        float,
+        typer.Option(
+            "--stream-wait", min=0.1, help="Seconds a new stream waits for a place (1013 after)."
+        ),
+    ] = 30.0,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            metavar="NAME",
+            help="Host name the Host and Origin headers may carry, besides loopback names and "
+            "addresses (repeatable).",
+        ),
+    ] = None,
     smoothing: SmoothingOption = 0.5,
     color: ColorOption = None,
     light_tau: TauOption = 1.0,
@@ -133,13 +233,27 @@ def serve(
     import uvicorn
 
     from ferlab.light import parse_color_overrides
-    from ferlab.serve import ServeSettings, create_app
+    from ferlab.serve import ServeSettings, create_app, raise_fd_limit, server_config
 
+    api_key = _api_key(api_key, api_key_file)
+    hosts = list(allow_host or [])
+    if not _is_ip(host) and host != "localhost":
+        hosts.append(host)  # the name the server is bound to is one its clients use
     settings = ServeSettings(
         max_upload_bytes=int(max_upload_mb * 2**20),
+        max_pixels=int(max_megapixels * 1e6),
         api_key=api_key,
         max_pending=max_pending,
+        workers=workers or None,
+        batch=batch,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
         max_streams=max_streams,
+        max_streams_per_client=max_streams_per_client,
+        stream_idle_timeout=stream_idle_timeout,
+        stream_wait=stream_wait,
+        allowed_hosts=tuple(hosts),
         light_colors=parse_color_overrides(color or []),
         light_tau=light_tau,
         webhook_url=webhook,
@@ -147,7 +261,18 @@ def serve(
     )
     # Loaded here rather than in the app's lifespan so that a bad model name is one clear line.
     rec = _recognizer(model, detector, device, runtime, tta, smoothing=smoothing)
+    if settings.worker_count > 1:
+        import torch
+
+        torch.set_num_threads(1)  # the workers spread over the cores; each runs one thread
     app = create_app(recognizer=rec, settings=settings)
+    raise_fd_limit()
+    config = server_config(app, host=host, port=port, log_level=log_level)
+    if config.guard.max_connections < max_connections:
+        _err.print(
+            f"[yellow]warning:[/] at most {config.guard.max_connections} connections: the "
+            "open-file limit leaves no room for more"
+        )
     if not _is_loopback(host) and api_key is None:
         _err.print(
             f"[yellow]warning:[/] listening on {host} without an API key: anyone who can reach "
@@ -158,15 +283,7 @@ def serve(
         f"ferlab serving model '{model}' on http://{shown}:{port}  (page /, API docs /docs; "
         "Ctrl-C stops)"
     )
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        # Frames up to twice the limit get an error message; larger ones close the stream (1009).
-        ws_max_size=2 * settings.max_upload_bytes,
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.Server(config).run()
 
 
 def light(

@@ -36,7 +36,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody, "description": text}
     for code, text in {
         401: "Missing or wrong API key.",
-        413: "The upload is over the size limit.",
+        403: "Host or Origin not allowed.",
+        408: "The body did not arrive within the body timeout.",
+        413: "The upload is over the size limit or the pixel budget.",
         415: "Not multipart, or the file is declared as something other than an image.",
         422: "Not a readable image, a decompression bomb, or a bad form field / file name.",
         503: "Too much work waiting; retry shortly.",
@@ -78,7 +80,7 @@ async def light(svc: Service = Depends(service)) -> dict[str, Any]:
     responses=_ERRORS,
 )
 async def predict(request: Request, svc: Service = Depends(service)) -> dict[str, Any]:
-    upload = await read_upload(request, svc.settings.max_upload_bytes)
+    upload = await read_upload(request, svc.settings.max_upload_bytes, svc.settings.body_timeout)
     return await svc.run(svc.predict, upload.data, upload.filename)
 
 
@@ -93,7 +95,7 @@ async def predict(request: Request, svc: Service = Depends(service)) -> dict[str
     responses={**_ERRORS, 501: {"model": ErrorBody, "description": "No explainer here."}},
 )
 async def explain(request: Request, svc: Service = Depends(service)) -> dict[str, Any]:
-    upload = await read_upload(request, svc.settings.max_upload_bytes)
+    upload = await read_upload(request, svc.settings.max_upload_bytes, svc.settings.body_timeout)
     reason = svc.explainer()
     if isinstance(reason, str):
         raise ApiError(501, reason)

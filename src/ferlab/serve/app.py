@@ -6,18 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from ferlab import __version__
 from ferlab.serve import api, stream
 from ferlab.serve.errors import install_error_handlers
+from ferlab.serve.middleware import HostOriginGuard
 from ferlab.serve.pages import install_pages
 from ferlab.serve.service import Service
 from ferlab.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from ferlab.recognize import EmotionClassifier, Recognizer
 
 __all__ = ["create_app"]
@@ -29,7 +28,7 @@ _DESCRIPTION = """Facial emotion recognition over HTTP.
 * `GET /v1/models`, `GET /v1/light`: the model and the ambient light's colours.
 
 Errors are JSON `{"error": code, "message": text}`. When the server has an API key, `/v1`
-routes want it in the `X-API-Key` header.
+routes want it in the `X-API-Key` header (the stream also takes it as its first message).
 """
 
 
@@ -50,7 +49,8 @@ def create_app(
             loaded once, when the application starts (its lifespan).
         recognizer: a ready :class:`~ferlab.recognize.Recognizer` to use instead of building
             one from ``model``, ``detector``, ``device``, ``runtime`` and ``smoothing``.
-        settings: limits, API key and light settings (:class:`ServeSettings`).
+        settings: limits, API key and light settings (:class:`ServeSettings`); run the
+            application with :func:`ferlab.serve.server_config` for the connection limits.
         smoothing: weight of the newest frame in each streamed face's moving average.
     """
     settings = settings or ServeSettings()
@@ -73,6 +73,7 @@ def create_app(
             settings,
         )
         app.state.service = service
+        app.state.stream_places = stream.StreamPlaces(settings)
         service.open()
         try:
             yield
@@ -87,15 +88,10 @@ def create_app(
         docs_url=None,
         redoc_url=None,
     )
+    # What server_config needs to bound connections before any request reaches the app.
+    app.state.settings = settings
     install_error_handlers(app)
-
-    @app.middleware("http")
-    async def no_sniffing(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
+    app.add_middleware(HostOriginGuard, allowed_hosts=settings.allowed_hosts)
 
     app.include_router(api.router)
     app.include_router(stream.router)

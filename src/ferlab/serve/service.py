@@ -1,16 +1,24 @@
-"""The state one running service holds: the recognizer, its worker thread and its limits.
+"""The state one running service holds: the recognizer, its worker threads and its limits.
 
-Recognition runs on **one worker thread**, outside the event loop, so the server keeps accepting
-connections, answering ``/health`` and dropping stale stream frames while a frame is being
-processed. One thread, because OpenCV's cascade detector is not documented as safe to share
-between threads and PyTorch already spreads each forward pass over the CPU's cores; requests
-wait for it in turn, at most ``max_pending`` of them (beyond that the service answers 503 at
-once instead of building an ever longer queue).
+Recognition runs on **worker threads**, outside the event loop, so the server keeps accepting
+connections, answering ``/health`` and dropping stale stream frames while frames are being
+processed. One worker per usable core by default (``ServeSettings.workers``): detection
+(OpenCV) and the network (PyTorch, one intra-op thread each under ``ferlab serve``) release
+the interpreter lock, so the workers run side by side. Each worker has a face detector of its
+own, because OpenCV's cascade detector keeps per-call state; the network is shared. Requests
+wait for a worker in turn, at most ``max_pending`` of them (beyond that the service answers 503
+at once instead of building an ever longer queue).
+
+Streams classify each face once per frame (``tta="none"``), as ``ferlab video``, ``live`` and
+``light`` do: smoothing over frames already averages what test-time augmentation would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import inspect
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -19,14 +27,49 @@ import numpy as np
 
 from ferlab import __version__
 from ferlab.light import LightMapper, WebhookSink, check_webhook_url
-from ferlab.recognize import FrameResult, HaarDetector, Recognizer, decode_image
+from ferlab.recognize import FrameResult, HaarDetector, Recognizer
 from ferlab.recognize.align import FER_SIZE
+from ferlab.serve.batching import BatchingClassifier
 from ferlab.serve.errors import ApiError
+from ferlab.serve.images import Decoded, decode_within
 from ferlab.serve.settings import ServeSettings
 
-__all__ = ["Service"]
+__all__ = ["Service", "own_recognizer"]
 
 T = TypeVar("T")
+
+#: The per-face setting of the video modes (``ferlab video/live/light``), used by the stream.
+STREAM_TTA = "none"
+
+
+def _own_detector(detector: Any) -> Any | None:
+    """A detector with the same settings as ``detector`` and state of its own, or ``None``.
+
+    Built anew from its constructor's arguments when it keeps them as attributes of the same
+    names (:class:`HaarDetector` does), else deep-copied.
+    """
+    params = inspect.signature(type(detector)).parameters
+    if all(hasattr(detector, p) for p in params):
+        return type(detector)(**{p: getattr(detector, p) for p in params})
+    try:
+        return copy.deepcopy(detector)
+    except Exception:
+        return None
+
+
+def own_recognizer(recognizer: Recognizer, tta: str | None = None) -> Recognizer | None:
+    """A copy of ``recognizer`` with a detector of its own (safe to run beside the original)
+    and, when ``tta`` is given and the classifier has that setting, that test-time
+    augmentation; ``None`` when the detector cannot be duplicated."""
+    detector = _own_detector(recognizer.detector)
+    if detector is None:
+        return None
+    twin = copy.copy(recognizer)
+    twin.detector = detector
+    if tta is not None and getattr(recognizer.classifier, "tta", tta) != tta:
+        twin.classifier = copy.copy(recognizer.classifier)
+        twin.classifier.tta = tta
+    return twin
 
 
 class Service:
@@ -42,12 +85,24 @@ class Service:
             check_webhook_url(settings.webhook_url)
         self.webhook: WebhookSink | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._batcher: BatchingClassifier | None = None
+        self._local = threading.local()
+        # Grad-CAM hooks into the network: explanations get a copy of their own, one at a time.
+        self._explain_lock = threading.Lock()
+        self._explain_classifier: Any = None
+        self.workers = settings.worker_count
+        if self.workers > 1 and own_recognizer(recognizer) is None:
+            self.workers = 1  # a detector that cannot be duplicated is not shared either
         self.pending = 0
         self.streams = 0
 
     def open(self) -> None:
-        """Start the recognition thread and the webhook (the application's startup)."""
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferlab-recognize")
+        """Start the recognition threads and the webhook (the application's startup)."""
+        if self.settings.batch:
+            self._batcher = BatchingClassifier(self.recognizer.classifier)
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="ferlab-recognize"
+        )
         if self.settings.webhook_url:
             self.webhook = WebhookSink(
                 self.settings.webhook_url, min_interval=self.settings.webhook_interval
@@ -58,9 +113,32 @@ class Service:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
         if self.webhook is not None:
             self.webhook.close()
             self.webhook = None
+
+    def worker_recognizer(self) -> Recognizer:
+        """The calling worker thread's own recognizer (made on its first call)."""
+        rec = getattr(self._local, "recognizer", None)
+        if rec is None:
+            rec = self.recognizer if self.workers == 1 else own_recognizer(self.recognizer)
+            if self._batcher is not None:
+                rec = copy.copy(rec)
+                rec.classifier = self._batcher
+            self._local.recognizer = rec
+        return rec
+
+    def stream_recognizer(self) -> Recognizer:
+        """A recognizer for one stream: a detector of its own (the stream's frames may run on
+        any worker) and the video modes' per-face setting."""
+        return own_recognizer(self.recognizer, STREAM_TTA) or self.recognizer
+
+    def decode(self, data: bytes, name: str) -> Decoded:
+        """An upload or frame decoded within the pixel budget (see :mod:`.images`)."""
+        return decode_within(data, name, self.settings.max_pixels)
 
     def new_light(self) -> LightMapper:
         """A light of its own for one stream, with the service's colours and smoothing."""
@@ -85,16 +163,14 @@ class Service:
         """Faces in one uploaded image, as ``ferlab predict --json`` prints them for a file.
 
         Raises:
-            ApiError: 422 when the bytes are not a readable image or a decompression bomb.
+            ApiError: 422 when the bytes are not a readable image; 413 beyond the pixel budget.
         """
-        from ferlab.errors import DataError
-
-        try:
-            image = decode_image(data, name)
-        except DataError as exc:
-            raise ApiError(422, str(exc), "invalid_image") from None
-        faces = self.recognizer.process_frame(image, source=name)
-        return FrameResult(name, 0, 0.0, None, faces).to_dict()
+        decoded = self.decode(data, name)
+        faces = self.worker_recognizer().process_frame(decoded.image, source=name)
+        out = FrameResult(name, 0, 0.0, None, faces).to_dict()
+        for face in out["faces"]:
+            face["box"] = decoded.box(face["box"])
+        return out
 
     def explainer(self) -> tuple[Callable[..., Any], Callable[..., Any]] | str:
         """``ferlab.explain``'s ``(face_heatmap, overlay_heatmap)``, or why there are none."""
@@ -126,24 +202,24 @@ class Service:
 
         import cv2
 
-        from ferlab.errors import DataError
         from ferlab.recognize import align_crop
 
         tools = self.explainer()
         if isinstance(tools, str):
             raise ApiError(501, tools)
         face_heatmap, overlay_heatmap = tools
-        try:
-            image = decode_image(data, name)
-        except DataError as exc:
-            raise ApiError(422, str(exc), "invalid_image") from None
-        faces = self.recognizer.process_frame(image, source=name)
+        decoded = self.decode(data, name)
+        image = decoded.image
+        faces = self.worker_recognizer().process_frame(image, source=name)
         out: dict[str, Any] = {"source": name, "method": "gradcam", "faces": []}
         if not faces:
             return out
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         crops = np.stack([align_crop(gray, f.box, angle=f.roll or 0.0) for f in faces])
-        maps = face_heatmap(self.recognizer.classifier, crops, method="gradcam")
+        with self._explain_lock:
+            if self._explain_classifier is None:
+                self._explain_classifier = copy.deepcopy(self.recognizer.classifier)
+            maps = face_heatmap(self._explain_classifier, crops, method="gradcam")
         for face, crop, heat in zip(faces, crops, maps, strict=True):
             picture = overlay_heatmap(crop, heat)
             side = 4 * picture.shape[0]
@@ -153,7 +229,12 @@ class Service:
                 raise ApiError(500, "could not encode the heat map as PNG")
             url = "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
             out["faces"].append(
-                {"face_id": face.face_id, "box": list(face.box), "label": face.label, "image": url}
+                {
+                    "face_id": face.face_id,
+                    "box": decoded.box(face.box),
+                    "label": face.label,
+                    "image": url,
+                }
             )
         return out
 

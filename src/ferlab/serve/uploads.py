@@ -2,13 +2,16 @@
 
 The body is read chunk by chunk and parsed as it arrives (``python-multipart``), entirely in
 memory: the request is refused with 413 as soon as its ``Content-Length`` or the bytes actually
-received pass the limit, so a client cannot make the server buffer more than that, and no part
-of an upload is ever written to disk. The client's file name is checked to be a plain name and
-only echoed back as the result's ``source``; it never reaches the filesystem.
+received pass the limit, so a client cannot make the server buffer more than that, and with 408
+when the whole body has not arrived within the body timeout, so a client dripping bytes cannot
+hold a connection for ever. No part of an upload is ever written to disk. The client's file
+name is checked to be a plain name and only echoed back as the result's ``source``; it never
+reaches the filesystem.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -41,22 +44,41 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.3g} MiB"
 
 
-async def read_upload(request: Request, limit: int) -> Upload:
+async def _within(chunks: AsyncIterator[bytes], timeout: float) -> AsyncIterator[bytes]:
+    """``chunks`` as long as they all arrive within ``timeout`` seconds; 408 after that."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    source = chunks.__aiter__()
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            chunk = await asyncio.wait_for(source.__anext__(), max(left, 0.0))
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:
+            raise ApiError(
+                408, f"the request body did not arrive within {timeout:g} s", "request_timeout"
+            ) from None
+        yield chunk
+
+
+async def read_upload(request: Request, limit: int, timeout: float = 60.0) -> Upload:
     """The image in the form field ``file`` of ``request``.
 
     Raises:
-        ApiError: 413 beyond ``limit`` bytes; 415 when the request is not multipart or the file
-            is declared as something other than an image; 422 when the field is missing,
-            repeated or empty, or the file name is not a plain name.
+        ApiError: 413 beyond ``limit`` bytes; 408 when the body takes over ``timeout``
+            seconds; 415 when the request is not multipart or the file is declared as
+            something other than an image; 422 when the field is missing, repeated or empty,
+            or the file name is not a plain name.
     """
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
         raise ApiError(415, f"send the image as multipart/form-data in the form field '{FIELD}'")
+    chunks = _within(request.stream(), timeout)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         if int(declared) <= DRAIN_BYTES:
-            await _drain(request.stream())
+            await _drain(chunks)
         raise ApiError(413, f"request of {_mib(int(declared))} is over the {_mib(limit)} limit")
 
     parts: list[dict] = []
@@ -91,7 +113,6 @@ async def read_upload(request: Request, limit: int) -> Upload:
         },
     )
     received = 0
-    chunks = request.stream()
     try:
         async for chunk in chunks:
             received += len(chunk)

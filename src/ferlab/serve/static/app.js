@@ -227,10 +227,10 @@ function drawTimeline(now) {
 
 // ------------------------------------------------------------------ camera mode
 
+// The key never goes in the URL (logs and history keep URLs): it is the stream's first message.
 function streamUrl() {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const key = apiKey() ? `?api_key=${encodeURIComponent(apiKey())}` : "";
-  return `${scheme}//${location.host}/v1/stream${key}`;
+  return `${scheme}//${location.host}/v1/stream`;
 }
 
 async function startCamera() {
@@ -266,6 +266,7 @@ async function startCamera() {
     }
   };
   ws.onopen = () => {
+    if (apiKey()) ws.send(JSON.stringify({ type: "auth", api_key: apiKey() }));
     state.timer = setInterval(sendFrame, FRAME_INTERVAL_MS);
   };
 }
