@@ -16,6 +16,7 @@ from websockets.sync.client import connect
 from ferlab.light import LightMapper
 from ferlab.recognize import Recognizer, decode_image
 from ferlab.serve import ServeSettings, create_app
+from ferlab.serve.stream import YIELD_AFTER
 from tests.recognize.recognize_helpers import BrightnessClassifier
 from tests.serve.serve_helpers import FailingClassifier, SlowClassifier, jpeg, live_server, photo
 
@@ -110,25 +111,78 @@ def test_stale_frames_are_dropped_not_queued(face):
     assert indices == sorted(indices)
 
 
-def test_api_key_and_stream_limit(face):
-    settings = ServeSettings(api_key="k", max_streams=1)
+def closed_with(ws, code: int) -> str:
+    """Read until the server closes ``ws``; the close code must be ``code``; its reason."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=30)
+    assert closed.value.rcvd.code == code
+    return closed.value.rcvd.reason
+
+
+def test_api_key_in_a_header_or_the_first_message_never_in_the_url(face):
+    settings = ServeSettings(api_key="k")
     with live_server(create_app(BrightnessClassifier(), settings=settings)) as url:
         with connect(ws_url(url)) as ws:
-            assert "API key" in json.loads(ws.recv(timeout=30))["message"]
-            with pytest.raises(ConnectionClosed) as closed:
-                ws.recv(timeout=30)
-            assert closed.value.rcvd.code == 1008
-        with connect(ws_url(url, "/v1/stream?api_key=k")) as first:
-            first.send(jpeg(photo(face)))
-            assert json.loads(first.recv(timeout=30))["type"] == "frame"
-            with connect(ws_url(url, "/v1/stream?api_key=k")) as second:
-                assert "too many streams" in json.loads(second.recv(timeout=30))["message"]
-                with pytest.raises(ConnectionClosed) as closed:
-                    second.recv(timeout=30)
-                assert closed.value.rcvd.code == 1013
+            ws.send(jpeg(photo(face)))  # a frame before any key
+            assert "missing API key" in json.loads(ws.recv(timeout=30))["message"]
+            closed_with(ws, 1008)
+        with connect(ws_url(url, "/v1/stream?api_key=k")) as ws:
+            assert "never goes in a URL" in json.loads(ws.recv(timeout=30))["message"]
+            closed_with(ws, 1008)
+        with connect(ws_url(url)) as ws:
+            ws.send(json.dumps({"type": "auth", "api_key": "wrong"}))
+            assert "wrong API key" in json.loads(ws.recv(timeout=30))["message"]
+            closed_with(ws, 1008)
+        with connect(ws_url(url)) as ws:
+            ws.send(json.dumps({"type": "auth", "api_key": "k"}))
+            ws.send(jpeg(photo(face)))
+            answer = json.loads(ws.recv(timeout=30))
+            assert answer["type"] == "frame" and answer["frame"] == 0
         with connect(ws_url(url), additional_headers={"X-API-Key": "k"}) as ws:
             ws.send(jpeg(photo(face)))
             assert len(json.loads(ws.recv(timeout=30))["faces"]) == 1
+
+
+def test_an_idle_stream_is_closed(face):
+    settings = ServeSettings(stream_idle_timeout=1.0)
+    app = create_app(BrightnessClassifier(), settings=settings)
+    with live_server(app) as url, connect(ws_url(url)) as ws:
+        ws.send(jpeg(photo(face)))
+        assert json.loads(ws.recv(timeout=30))["type"] == "frame"
+        message = json.loads(ws.recv(timeout=30))  # then nothing for a second
+        assert message["type"] == "error" and "no frame for 1 s" in message["message"]
+        closed_with(ws, 1001)
+
+
+def test_idle_streams_give_their_places_to_a_newcomer(face):
+    """Every place held by a stream that sends nothing: a newcomer is answered after
+    YIELD_AFTER seconds, not refused, and the idlest stream is told why it was closed."""
+    settings = ServeSettings(max_streams=2, max_streams_per_client=2)
+    app = create_app(BrightnessClassifier(), settings=settings)
+    with live_server(app) as url, connect(ws_url(url)) as idle1, connect(ws_url(url)) as idle2:
+        with connect(ws_url(url)) as newcomer:
+            newcomer.send(jpeg(photo(face)))
+            answer = json.loads(newcomer.recv(timeout=YIELD_AFTER + 20))
+            assert answer["type"] == "frame" and len(answer["faces"]) == 1
+        told = json.loads(idle1.recv(timeout=30))
+        assert "gave its place" in told["message"]
+        closed_with(idle1, 1001)
+        idle2.send(jpeg(photo(face)))  # the other one keeps its place
+        assert json.loads(idle2.recv(timeout=30))["type"] == "frame"
+
+
+def test_a_busy_server_refuses_a_stream_after_the_wait(face):
+    settings = ServeSettings(max_streams=1, stream_wait=0.5)
+    app = create_app(BrightnessClassifier(), settings=settings)
+    with live_server(app) as url, connect(ws_url(url)) as first:
+        first.send(jpeg(photo(face)))
+        assert json.loads(first.recv(timeout=30))["type"] == "frame"
+        with connect(ws_url(url)) as second:
+            assert "too many streams" in json.loads(second.recv(timeout=30))["message"]
+            closed_with(second, 1013)
+        first.send(jpeg(photo(face)))
+        assert json.loads(first.recv(timeout=30))["type"] == "frame"
 
 
 def test_a_server_bug_is_reported_without_details(face):

@@ -68,6 +68,8 @@ class ApiError(Exception):
 def error_response(status: int, message: str, code: str | None = None) -> JSONResponse:
     err = ApiError(status, message, code)
     headers = {"Retry-After": "1"} if status == 503 else None
+    if status == 408:  # the rest of the request never came: this connection is done
+        headers = {"Connection": "close"}
     return JSONResponse(
         ErrorBody(error=err.code, message=message).model_dump(), status, headers=headers
     )

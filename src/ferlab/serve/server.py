@@ -257,8 +257,8 @@ def _guarded_ws(base: type, guard: ConnectionGuard) -> type:
 def _log_config(log_level: str) -> dict[str, Any]:
     config = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {"redact": {"()": RedactSecrets}}
-    for handler in config["handlers"].values():
-        handler["filters"] = ["redact"]
+    for name in ("uvicorn.error", "uvicorn.access"):  # the loggers that print request URLs
+        config["loggers"][name]["filters"] = ["redact"]
     config["loggers"]["ferlab.serve"] = {"handlers": ["default"], "level": log_level.upper()}
     return config
 

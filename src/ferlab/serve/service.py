@@ -38,6 +38,8 @@ __all__ = ["Service", "own_recognizer"]
 
 T = TypeVar("T")
 
+_DUPLICATING = threading.Lock()
+
 #: The per-face setting of the video modes (``ferlab video/live/light``), used by the stream.
 STREAM_TTA = "none"
 
@@ -46,15 +48,34 @@ def _own_detector(detector: Any) -> Any | None:
     """A detector with the same settings as ``detector`` and state of its own, or ``None``.
 
     Built anew from its constructor's arguments when it keeps them as attributes of the same
-    names (:class:`HaarDetector` does), else deep-copied.
+    names (:class:`HaarDetector` does), else deep-copied. OpenCV cascades are not safe to run
+    from two threads at once, and ``ferlab.recognize.detect`` caches them, so the cache is
+    emptied first and a detector still sharing a cascade with the original is not used.
     """
+    import cv2
+
+    from ferlab.recognize import detect
+
     params = inspect.signature(type(detector)).parameters
-    if all(hasattr(detector, p) for p in params):
-        return type(detector)(**{p: getattr(detector, p) for p in params})
     try:
-        return copy.deepcopy(detector)
+        if all(hasattr(detector, p) for p in params):
+            with _DUPLICATING:  # two threads between clearing and loading would share cascades
+                clear = getattr(getattr(detect, "_cascade", None), "cache_clear", None)
+                if clear is not None:
+                    clear()
+                twin = type(detector)(**{p: getattr(detector, p) for p in params})
+                if clear is not None:  # and nobody else is handed the twin's
+                    clear()
+        else:
+            twin = copy.deepcopy(detector)
     except Exception:
         return None
+    shared = [
+        name
+        for name, value in vars(detector).items()
+        if isinstance(value, cv2.CascadeClassifier) and getattr(twin, name, None) is value
+    ]
+    return None if shared else twin
 
 
 def own_recognizer(recognizer: Recognizer, tta: str | None = None) -> Recognizer | None:
