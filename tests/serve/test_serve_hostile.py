@@ -99,10 +99,11 @@ def test_stalled_connections_are_evicted_and_timed_out_while_health_answers(guar
         for sock in socks:
             sock.close()
     assert all(e is not None for e in endings), "a stalled connection was left open"
-    timed_out = [json_body(e) for e in endings if e]
-    evicted = [e for e in endings if not e]
-    assert len(evicted) >= STALLED - CAP  # beyond the cap, the oldest stalled ones went first
-    assert timed_out and all(b["error"] == "request_timeout" for b in timed_out)
+    # Each one was closed to make room (nothing said), refused as the cap was full of younger
+    # ones (503), or closed at the header timeout (408), all JSON; at most CAP were held.
+    said = [json_body(e)["error"] for e in endings if e]
+    assert set(said) <= {"busy", "request_timeout"}
+    assert 0 < said.count("request_timeout") <= CAP
     assert httpx.get(f"{guarded}/health", timeout=10).status_code == 200
 
 

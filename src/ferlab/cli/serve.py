@@ -175,7 +175,7 @@ def serve(
         typer.Option(
             "--max-connections", min=1, help="Connections held at once (the oldest idle goes)."
         ),
-    ] = 1000,
+    ] = 4096,
     header_timeout: Annotated[
         float,
         typer.Option(

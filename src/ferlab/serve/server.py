@@ -8,8 +8,8 @@ runs out of file descriptors. :func:`server_config` adds, below the application:
   is closed;
 * a **connection cap**: at most ``max_connections`` connections, and never more than the
   open-file limit leaves room for; a new connection beyond the cap closes the oldest connection
-  that has no request under way (a stalled or idle one), and when every connection is busy the
-  newcomer gets a JSON 503 instead;
+  that has no request under way (a stalled or idle one; not one whose request has arrived
+  unread), and when every connection is busy the newcomer gets a JSON 503 instead;
 * **JSON** for the 400 that uvicorn answers in plain text to a malformed request;
 * **logs that stay bounded and keep no secret**: key-like query parameters are redacted from
   every logged URL, and repeated event-loop errors (the accept loop's "Too many open files")
@@ -23,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import itertools
 import json
 import logging
 import re
+import sys
 import time
 from collections import OrderedDict
 from http import HTTPStatus
@@ -33,6 +35,12 @@ from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
+
+try:
+    import fcntl
+    import termios
+except ImportError:  # Windows: no look at unread bytes, the oldest waiting one goes
+    fcntl = termios = None  # type: ignore[assignment]
 
 from ferlab.serve.settings import ServeSettings
 
@@ -50,6 +58,8 @@ log = logging.getLogger("ferlab.serve")
 #: File descriptors kept out of the connection cap: the model, logs, sockets of the page's own
 #: requests, libraries' files.
 FD_RESERVE = 128
+#: Waiting connections looked at, oldest first, for one to close when the cap is reached.
+EVICTION_LOOKAHEAD = 64
 #: A repeated event-loop error is logged at most once in this many seconds.
 REPEAT_WINDOW = 10.0
 #: Query parameters whose name contains one of these words have their value redacted in logs.
@@ -121,6 +131,18 @@ def raise_fd_limit() -> int | None:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def _unread(transport: asyncio.BaseTransport) -> bool:
+    """Whether bytes wait in the connection's socket that the event loop has not read yet."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or fcntl is None:
+        return False
+    try:
+        waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return False
+    return int.from_bytes(waiting, sys.byteorder) > 0
+
+
 def _raw_json(status: int, code: str, message: str) -> bytes:
     """A complete HTTP/1.1 response that closes the connection, written below the application."""
     body = json.dumps({"error": code, "message": message}).encode()
@@ -152,8 +174,9 @@ class ConnectionGuard:
         """Count a new connection; ``False`` when it was refused (the cap, all busy)."""
         self._start_sweeping()
         if len(self.live) >= self.max_connections:
-            if self.waiting:
-                oldest, _ = self.waiting.popitem(last=False)
+            oldest = self._evictable()
+            if oldest is not None:
+                del self.waiting[oldest]
                 self._drop(oldest.transport)
                 oldest.transport.close()
                 self.evicted += 1
@@ -163,8 +186,8 @@ class ConnectionGuard:
                     _raw_json(
                         503,
                         "busy",
-                        f"server at its limit of {self.max_connections} connections, all busy; "
-                        "retry in a moment",
+                        f"server at its limit of {self.max_connections} connections, none "
+                        "of them idle; retry in a moment",
                     )
                 )
                 protocol.transport.close()
@@ -172,6 +195,16 @@ class ConnectionGuard:
         self.live.add(protocol.transport)
         self.waiting[protocol] = time.monotonic()
         return True
+
+    def _evictable(self) -> Any | None:
+        """The oldest waiting connection, passing over those whose request has arrived but not
+        been read yet (a flood accepted in one pass of the event loop must not push them out)."""
+        first = None
+        for protocol in itertools.islice(self.waiting, EVICTION_LOOKAHEAD):
+            first = first or protocol
+            if not _unread(protocol.transport):
+                return protocol
+        return first
 
     def busy(self, protocol: Any) -> None:
         self.waiting.pop(protocol, None)

@@ -71,7 +71,7 @@ class ServeSettings:
     max_pending: int = 32
     workers: int | None = None
     batch: bool = False
-    max_connections: int = 1000
+    max_connections: int = 4096
     header_timeout: float = 20.0
     body_timeout: float = 60.0
     max_streams: int = 8
