@@ -193,4 +193,12 @@ def test_page_asks_for_the_api_key(browser, scenes, tmp_path):
         page.set_input_files("#photo-input", str(path))
         page.wait_for_selector("#faces .face .label", timeout=30_000)
         assert page.evaluate("localStorage.getItem('ferlab-api-key')") == "page-key"
+        # The stream gets the key as its first message, never in its URL.
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        page.click("#tab-camera")
+        page.click("#start")
+        page.locator("#stats", has_text="frames/s").wait_for(timeout=30_000)
+        page.click("#stop")
+        assert sockets and all("page-key" not in u and "?" not in u for u in sockets)
     assert errors == []

@@ -70,3 +70,22 @@ def test_serve_usage_errors_are_one_line(checkpoint, capsys):
         ["serve", "--webhook", "file:///etc/passwd", "--model", str(checkpoint)], capsys
     )
     assert code == 2 and "http:// or https://" in err
+
+
+def test_api_key_from_a_file_never_both_and_a_warning_for_the_command_line(tmp_path, capsys):
+    from ferlab.cli.serve import _api_key
+
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("s3cret-from-file\nsecond line ignored\n")
+    assert _api_key(None, key_file) == "s3cret-from-file"
+    assert capsys.readouterr().err == ""
+    assert _api_key("typed", None) == "typed"
+    assert "visible to every local user" in capsys.readouterr().err
+    (tmp_path / "empty.txt").write_text("\n")
+    for argv, words in (
+        (["--api-key", "a", "--api-key-file", str(key_file)], "not both"),
+        (["--api-key-file", str(tmp_path / "missing.txt")], "cannot read the API key file"),
+        (["--api-key-file", str(tmp_path / "empty.txt")], "is empty"),
+    ):
+        code, _, err = run(["serve", *argv, "--port", "1"], capsys)
+        assert code == 2 and words in err and "Traceback" not in err
