@@ -3,8 +3,9 @@
 :class:`HostOriginGuard` is a plain ASGI middleware, so it sees WebSocket handshakes as well as
 HTTP requests, before any route:
 
-* **Host allow-list.** The ``Host`` header must be an IP address, ``localhost`` (or a name
-  under ``.localhost``) or one of ``ServeSettings.allowed_hosts``. A DNS-rebinding page, whose
+* **Host allow-list.** The ``Host`` header, when there is one (HTTP/1.1 requires it), must be
+  an IP address, ``localhost`` (or a name under ``.localhost``) or one of
+  ``ServeSettings.allowed_hosts``. A DNS-rebinding page, whose
   requests carry its own domain name as ``Host``, gets 403: it can neither read answers nor
   drive the stream.
 * **Origin check.** A browser request carrying an ``Origin`` must come from the page this
@@ -73,8 +74,10 @@ class HostOriginGuard:
     def refusal(self, scope: Scope) -> tuple[str, str] | None:
         """``(code, message)`` of why the request is refused, or ``None``."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        host = headers.get("host", "")
-        if not host_allowed(host, self.allowed_hosts):
+        host = headers.get("host")
+        if host is None:  # HTTP/1.0 without one: no browser, no rebinding; same-origin check
+            host = ""
+        elif not host_allowed(host, self.allowed_hosts):
             return (
                 "forbidden_host",
                 f"Host {host[:100]!r} is not one this server answers to (start it with "

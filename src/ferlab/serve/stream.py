@@ -33,11 +33,13 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from ferlab.recognize import FrameResult, Recognizer
 from ferlab.serve.errors import INTERNAL_ERROR, ApiError, log
 from ferlab.serve.schemas import StreamFrame
 from ferlab.serve.security import key_matches
@@ -195,11 +197,8 @@ class _Session:
         self.receiver: asyncio.Task | None = None
         self.light = svc.new_light()
         self.feeder = _Feeder()
-        # Recognizer.track runs detection with the video-mode scan schedule, tracking and
-        # smoothing; each next() processes the frame just put into the feeder. The stream's
-        # recognizer has a detector of its own, as its frames may run on any worker.
-        self.recognizer = svc.stream_recognizer()
-        self.tracked = self.recognizer.track(self.feeder, source="stream")
+        self.recognizer: Recognizer | None = None
+        self.tracked: Iterator[FrameResult] | None = None
         self.slot: tuple[int, bytes, float] | None = None
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
@@ -212,6 +211,13 @@ class _Session:
             self.receiver.cancel()
 
     async def run(self) -> None:
+        # Recognizer.track runs detection with the video-mode scan schedule, tracking and
+        # smoothing; each next() processes the frame just put into the feeder. The stream's
+        # recognizer has a detector of its own, as its frames may run on any worker; loading
+        # it takes a moment, so not on the event loop, and only once the stream has a place.
+        loop = asyncio.get_running_loop()
+        self.recognizer = await loop.run_in_executor(None, self.svc.stream_recognizer)
+        self.tracked = self.recognizer.track(self.feeder, source="stream")
         worker = asyncio.create_task(self._process())
         self.receiver = asyncio.create_task(self._receive())
         try:
