@@ -78,6 +78,16 @@ def _own_detector(detector: Any) -> Any | None:
     return None if shared else twin
 
 
+def _with_tta(recognizer: Recognizer, tta: str | None) -> Recognizer:
+    """A shallow copy of ``recognizer`` whose classifier uses ``tta`` when it has that setting
+    (the network itself is shared)."""
+    twin = copy.copy(recognizer)
+    if tta is not None and getattr(recognizer.classifier, "tta", tta) != tta:
+        twin.classifier = copy.copy(recognizer.classifier)
+        twin.classifier.tta = tta
+    return twin
+
+
 def own_recognizer(recognizer: Recognizer, tta: str | None = None) -> Recognizer | None:
     """A copy of ``recognizer`` with a detector of its own (safe to run beside the original)
     and, when ``tta`` is given and the classifier has that setting, that test-time
@@ -85,11 +95,8 @@ def own_recognizer(recognizer: Recognizer, tta: str | None = None) -> Recognizer
     detector = _own_detector(recognizer.detector)
     if detector is None:
         return None
-    twin = copy.copy(recognizer)
+    twin = _with_tta(recognizer, tta)
     twin.detector = detector
-    if tta is not None and getattr(recognizer.classifier, "tta", tta) != tta:
-        twin.classifier = copy.copy(recognizer.classifier)
-        twin.classifier.tta = tta
     return twin
 
 
@@ -115,7 +122,6 @@ class Service:
         if self.workers > 1 and own_recognizer(recognizer) is None:
             self.workers = 1  # a detector that cannot be duplicated is not shared either
         self.pending = 0
-        self.streams = 0
 
     def open(self) -> None:
         """Start the recognition threads and the webhook (the application's startup)."""
@@ -155,7 +161,8 @@ class Service:
     def stream_recognizer(self) -> Recognizer:
         """A recognizer for one stream: a detector of its own (the stream's frames may run on
         any worker) and the video modes' per-face setting."""
-        return own_recognizer(self.recognizer, STREAM_TTA) or self.recognizer
+        # A detector that cannot be duplicated runs on the one worker there is, shared.
+        return own_recognizer(self.recognizer, STREAM_TTA) or _with_tta(self.recognizer, STREAM_TTA)
 
     def decode(self, data: bytes, name: str) -> Decoded:
         """An upload or frame decoded within the pixel budget (see :mod:`.images`)."""
