@@ -187,7 +187,7 @@ def measure(
     """Rounds alternating the reference and the clients; rates, latencies, failures, memory.
     ``progress`` gets the figures so far after each round (a long run leaves them behind)."""
     load(server.port, body, 2, clients)  # warm-up: every worker and connection once
-    ref_n = max(5, per_client * clients // (ROUNDS * 8))
+    ref_n = max(5, per_client * clients // (ROUNDS * 16))
     ref_wall = load_wall = 0.0
     latencies: list[float] = []
     failures: list[str] = []
@@ -201,9 +201,12 @@ def measure(
         console.print(
             f"  round {r + 1}/{ROUNDS}: {len(lat) / wall:.1f} req/s, rss {memory[-1]:.0f} MB"
         )
+        p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
         progress(
             {
                 "rounds": r + 1,
+                "p50": float(p50),
+                "p99": float(p99),
                 "ref": (r + 1) * ref_n / ref_wall,
                 "rate": len(latencies) / load_wall,
                 "n": len(latencies),
@@ -402,6 +405,14 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="record in docs/benchmarks.md")
     parser.add_argument("--save", type=Path, help="also write the raw results as JSON here")
     parser.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="comma-separated modes to compare (names as in the table)",
+    )
+    parser.add_argument(
+        "--modes-from", type=Path, help="add the modes compared in an earlier run (its --save)"
+    )
+    parser.add_argument(
         "--torch-threads", type=int, default=1, help="intra-op threads of the reference"
     )
     args = parser.parse_args()
@@ -432,8 +443,13 @@ def main() -> None:
         if args.save:
             args.save.write_text(json.dumps({**results, "partial": partial}, default=str))
 
+    if args.modes_from:
+        results["modes"].update(json.loads(args.modes_from.read_text())["modes"])
     if args.compare:
+        chosen = [m.strip() for m in args.modes.split(",")]
         for label, extra in MODES.items():
+            if label not in chosen:
+                continue
             console.print(f"[bold]{label}[/]: {args.clients} clients × {args.compare}")
             server = Server(extra)
             try:
@@ -494,7 +510,8 @@ def write_section(args: argparse.Namespace, load_avg: float, results: dict) -> N
         SECTION,
         "",
         f"Script: `benchmarks/bench_serve.py --requests {args.requests} --clients {args.clients}"
-        + (f" --compare {args.compare}" if args.compare else "")
+        + (f" --compare {args.compare} --modes '{args.modes}'" if args.compare else "")
+        + (" --modes-from earlier.json" if args.modes_from else "")
         + (" --hostile" if args.hostile else "")
         + f"`. Measured {today} on {machine(load_avg)}. **The machine was shared**: two "
         "trainings ran in the background (one thread each) and other developers' jobs came "
@@ -515,10 +532,17 @@ def write_section(args: argparse.Namespace, load_avg: float, results: dict) -> N
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for label, r in results["modes"].items():
-        lines.append(_row(f"{label}, {args.clients} clients × {args.compare}", r))
+        lines.append(_row(f"{label}, {args.clients} clients × {r['n'] // args.clients}", r))
     lines.append(
         _row(f"**default** (a worker per core), {args.clients} clients × {args.requests}", main_r)
     )
+    if args.modes_from:
+        lines += [
+            "",
+            "Rows of modes not run here come from an earlier run the same day with the same "
+            "script (given with `--modes-from`); each row's ratio is against the reference "
+            "measured in its own run.",
+        ]
     stream = results["stream"]
     lines += [
         "",
