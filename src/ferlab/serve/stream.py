@@ -91,7 +91,7 @@ class StreamPlaces:
     def _try(self, session: _Session) -> str | None:
         mine = [s for s in self.open if s.client == session.client]
         if len(self.open) < self.total and len(mine) < self.per_client:
-            self.open.append(session)
+            self._place(session)
             return None
         crowded = mine if len(mine) >= self.per_client else self.open
         idlest = min(crowded, key=lambda s: s.last_frame)
@@ -99,11 +99,15 @@ class StreamPlaces:
         if idle >= YIELD_AFTER:
             idlest.end(f"no frame for {idle:.0f} s: this stream gave its place to a new one")
             self.open.remove(idlest)
-            self.open.append(session)
+            self._place(session)
             return None
         if len(mine) >= self.per_client:
             return f"this client has {len(mine)} streams open, the most allowed; try again later"
         return f"too many streams ({len(self.open)} open); try again later"
+
+    def _place(self, session: _Session) -> None:
+        session.last_frame = time.monotonic()  # its idle time counts from its place, not its wait
+        self.open.append(session)
 
     def release(self, session: _Session) -> None:
         if session in self.open:
@@ -217,6 +221,9 @@ class _Session:
         # it takes a moment, so not on the event loop, and only once the stream has a place.
         loop = asyncio.get_running_loop()
         self.recognizer = await loop.run_in_executor(None, self.svc.stream_recognizer)
+        if self.ended is not None:  # its place was given away meanwhile
+            await _refuse(self.ws, GOING_AWAY, self.ended)
+            return
         self.tracked = self.recognizer.track(self.feeder, source="stream")
         worker = asyncio.create_task(self._process())
         self.receiver = asyncio.create_task(self._receive())
