@@ -65,7 +65,7 @@ console = Console()
 MODES = {
     "one worker (former design)": ["--workers", "1"],
     "a worker per core": [],
-    "a worker per core, batched": ["--batch"],
+    "a worker per core + batching": ["--batch"],
 }
 
 
