@@ -10,6 +10,7 @@ See ``docs/serve.md``.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 from pathlib import Path
@@ -283,7 +284,9 @@ def serve(
         f"ferlab serving model '{model}' on http://{shown}:{port}  (page /, API docs /docs; "
         "Ctrl-C stops)"
     )
-    uvicorn.Server(config).run()
+    # uvicorn re-raises the Ctrl-C it handled once the server has stopped cleanly.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run()
 
 
 def light(
