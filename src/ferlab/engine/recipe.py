@@ -160,6 +160,8 @@ class OptimSection:
     nesterov: bool = False
     weight_decay: float = 0.0
     """L2 penalty for sgd/adam, decoupled weight decay for adamw."""
+    weight_decay_on: list[str] | None = None
+    """Parameter-name prefixes (e.g. ``[head.]``) that weight decay applies to; ``null``: all."""
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     grad_clip: float | None = None
     """Clip the global gradient norm to this value."""
@@ -450,14 +452,17 @@ def default_recipe(model_name: str) -> Recipe:
     )
 
 
-def apply_overrides(recipe: Recipe, overrides: dict[str, Any], *, where: str = "options") -> Recipe:
+def apply_overrides(
+    recipe: Recipe, overrides: dict[str, Any], *, where: str = "options", skip_none: bool = True
+) -> Recipe:
     """Return a copy of ``recipe`` with dotted keys (``"train.epochs"``) replaced.
 
-    ``None`` values are skipped so that unset command-line options leave the recipe alone.
+    ``None`` values are skipped (``skip_none``) so that unset command-line options leave the
+    recipe alone; a file that writes ``null`` on purpose passes ``skip_none=False``.
     """
     raw = recipe.to_dict()
     for dotted, value in overrides.items():
-        if value is None:
+        if value is None and skip_none:
             continue
         section, _, key = dotted.partition(".")
         if section not in raw or not isinstance(raw[section], dict) or key not in raw[section]:

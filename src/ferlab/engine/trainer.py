@@ -514,8 +514,20 @@ class _Trainer:
             model.to(memory_format=torch.channels_last)
         self.model = model
         self.n_params = sum(p.numel() for p in model.parameters())
-        params = [p for p in model.parameters() if p.requires_grad]
         o = r.optim
+        params: list = [p for p in model.parameters() if p.requires_grad]
+        if o.weight_decay_on is not None:
+            # An L2 term on some layers only (Jahromi & Fyshe's fully connected ones).
+            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            on = [p for n, p in named if n.startswith(tuple(o.weight_decay_on))]
+            if not on:
+                raise FerlabError(
+                    f"optim.weight_decay_on {o.weight_decay_on}: no parameter of "
+                    f"{r.model.name} starts with these names"
+                )
+            ids = {id(p) for p in on}
+            off = [p for _, p in named if id(p) not in ids]
+            params = [{"params": on}, {"params": off, "weight_decay": 0.0}]
         if o.nesterov and (o.name != "sgd" or o.momentum <= 0):
             raise FerlabError("optim.nesterov needs optim.name sgd with a positive momentum")
         if o.name == "sgd":
