@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ferlab.engine.report import cpu_name
+from ferlab.report import cpu_name
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 

@@ -1,30 +1,30 @@
-"""Train every configuration of the papers' tables at one equal budget, then write the report.
+"""Train every configuration of the papers' tables on one of the plan's schedules, then report.
 
 The plan is ``benchmarks/reproduction.yaml``: each configuration's recipe (or its smaller-backbone
-CPU variant), its number of seeds (two where the paper claims a gain of under 2 points). Every run
-gets the same training budget, the plan's (5 minutes of process CPU time: ``--time-budget 5m
---budget-clock cpu``, equal compute even on a machine shared with other jobs), and goes to
-``benchmarks/results/reproduction/<recipe>-s<seed>/``, whose small files (``config.yaml``,
-``history.csv``, ``metrics.json``, ``machine.json``) are kept in git. The runner
+CPU variant), its seeds (two where the paper claims a difference of under 2 points), its stage,
+and the schedules: ``paper`` (the default: each recipe's own epochs, early stopping, learning-rate
+schedule and batch, bf16 with fp32 side checks) and ``5m`` (the first campaign, five CPU-minutes a
+run). Runs go to the schedule's folder (``benchmarks/results/reproduction-paper/`` for ``paper``)
+as ``<recipe>-s<seed>/`` and checks as ``<recipe>-<check>-s<seed>/``; their small files
+(``config.yaml``, ``history.csv``, ``metrics.json``, ``machine.json``) are kept in git. The runner
 
-* skips runs that have finished (``metrics.json``) and resumes unfinished ones (``last.pt``), so
-  it continues across sessions: run it again after an interruption;
-* trains seed 0 of every configuration before any seed 1, so a partial campaign already fills
-  every row;
-* trains the face / non-face network first when a facial-attention recipe needs one, and points
-  those recipes' ``model.face_checkpoint`` at it;
+* skips runs that have finished (``metrics.json``) and resumes unfinished ones (``last.pt``, which
+  the ``paper`` schedule also writes every 10 minutes mid-epoch), so one command continues the
+  campaign across sessions: run it again after an interruption;
+* trains the face / non-face network first when a facial-attention recipe needs one, then seed 0
+  of the required rows, the checks, seed 0 of the variants, the other seeds, and the long rows,
+  cheapest first within each stage (estimated from measured seconds per epoch);
 * records the machine of every session in the run's ``machine.json``;
-* finally writes ``docs/reproduction.md`` and its figures (``ferlab compare --report``).
+* finally writes the schedule's report and its figures (``ferlab compare --report``).
 
 Usage::
 
-    python benchmarks/reproduce.py --dry-run          # the plan: every run and its state
-    python benchmarks/reproduce.py                    # everything (hours: see the plan)
+    python benchmarks/reproduce.py --dry-run          # the plan: every run, its state, estimate
+    # the campaign, one thread, in the background; the same command resumes it
+    OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --no-report > /work/logs/repro.log 2>&1 &
     python benchmarks/reproduce.py --only luo         # a paper, configuration id or recipe
-    # two runners side by side, one thread each, on disjoint --only sets (a 2-core machine):
-    OMP_NUM_THREADS=1 python benchmarks/reproduce.py --no-report --only jahromi --only luo &
-    OMP_NUM_THREADS=1 python benchmarks/reproduce.py --no-report --only meen
-    python benchmarks/reproduce.py --budget 1m --out /tmp/smoke --report /tmp/smoke/report.md
+    python benchmarks/reproduce.py --gpu              # the GPU-only rows, on a CUDA machine
+    python benchmarks/reproduce.py --schedule 5m      # the first campaign (5 CPU-minutes a run)
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +43,17 @@ from typing import Any
 
 from rich.console import Console
 
-from ferlab.engine.recipe import parse_duration
-from ferlab.engine.report import ReproductionSpec, load_spec, read_run, record_machine
 from ferlab.errors import FerlabError
+from ferlab.report import (
+    CHECK_KINDS,
+    STAGES,
+    Check,
+    ReproductionSpec,
+    Schedule,
+    load_spec,
+    read_run,
+    record_machine,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,8 +64,14 @@ class PlannedRun:
     seed: int
     out: Path
     rows: list[str] = field(default_factory=list)
-    """Labels of the configurations this run serves."""
+    """Labels of the configurations (or the check) this run serves."""
+    order: int = 0
+    """0 the face network; 1 + stage index of seed 0 ...; see :func:`plan_runs`."""
+    check: Check | None = None
     needs_face: bool = False
+    epochs: int = 0
+    estimate_s: float | None = None
+    """Estimated training seconds left (at most the recipe's epochs)."""
     problem: str = ""
     """Why the run cannot start (a missing recipe), if so."""
 
@@ -73,82 +86,150 @@ class PlannedRun:
         return "new"
 
 
-def plan_runs(
-    spec: ReproductionSpec, out_root: Path, only: list[str], seeds: int | None
-) -> list[PlannedRun]:
-    """The runs the plan asks for, seed 0 of every configuration first.
+def _seconds_per_epoch(folder: Path | None) -> dict[str, float]:
+    """Measured training seconds per epoch of every recipe with a finished run in ``folder``."""
+    out: dict[str, float] = {}
+    for run_dir in sorted(folder.glob("*/metrics.json")) if folder and folder.is_dir() else []:
+        try:
+            run = read_run(run_dir.parent)
+        except FerlabError:
+            continue
+        if run.seconds_per_epoch and run.recipe.train.precision != "fp32":
+            out[run.name] = min(out.get(run.name, run.seconds_per_epoch), run.seconds_per_epoch)
+    return out
 
-    ``only`` keeps the configurations whose paper key, id, recipe or CPU recipe it names; ``seeds``
-    overrides every configuration's number of seeds. Rows that share a recipe share its runs.
+
+def plan_runs(
+    spec: ReproductionSpec,
+    schedule: Schedule,
+    out_root: Path,
+    only: list[str],
+    seeds: int | None,
+    gpu: bool = False,
+) -> list[PlannedRun]:
+    """The runs the plan asks for, in training order.
+
+    ``only`` keeps the configurations whose paper key, id, recipe or CPU recipe it names (and the
+    checks of those); ``seeds`` overrides every configuration's number of seeds. Rows that share
+    a recipe share its runs. ``gpu``: the GPU-only rows' full-size recipes instead.
     """
     wanted = set(only)
-    unknown = wanted - {
-        name for c in spec.configurations() for name in (c.paper, c.id, c.recipe, c.cpu_recipe)
-    }
+    names = {n for c in spec.configurations() for n in (c.paper, c.id, c.recipe, c.cpu_recipe)}
+    unknown = wanted - names
     if unknown:
         raise FerlabError(
             f"--only {', '.join(sorted(unknown))}: no such paper, configuration or recipe in "
             f"{spec.path}"
         )
-    per_recipe: dict[str, tuple[int, list[str]]] = {}
+    gpu_rows = {r for g in spec.gpu_only for r in g.rows}
+    per_recipe: dict[str, tuple[int, str, list[str]]] = {}
+    kept: set[str] = set()
     for c in spec.configurations():
-        if not c.run_on_cpu or (wanted and not wanted & {c.paper, c.id, c.recipe, c.cpu_recipe}):
+        if wanted and not wanted & {c.paper, c.id, c.recipe, c.cpu_recipe}:
             continue
-        n, labels = per_recipe.get(c.cpu_recipe, (0, []))
-        per_recipe[c.cpu_recipe] = (max(n, seeds or c.seeds), [*labels, c.label])
+        if gpu:
+            if c.id not in gpu_rows:
+                continue
+            name = c.recipe
+        elif not c.run_on_cpu:
+            continue
+        else:
+            name = c.cpu_recipe
+        kept.add(c.id)
+        n, stage, labels = per_recipe.get(name, (0, c.stage, []))
+        stage = min(stage, c.stage, key=STAGES.index)
+        per_recipe[name] = (max(n, seeds or c.seeds), stage, [*labels, c.label])
     runs = []
-    for seed in range(max((n for n, _ in per_recipe.values()), default=0)):
-        for name, (n, labels) in per_recipe.items():
-            if seed < n:
-                runs.append(PlannedRun(name, seed, out_root / f"{name}-s{seed}", labels))
+    for name, (n, stage, labels) in per_recipe.items():
+        for seed in range(n):
+            # seed 0 of the required rows, (checks), seed 0 of the variants, other seeds, long rows
+            if stage == "long":
+                order = 6
+            elif seed > 0:
+                order = 4
+            else:
+                order = 3 if stage == "variant" else 1
+            runs.append(PlannedRun(name, seed, out_root / f"{name}-s{seed}", labels, order))
+    if not gpu:
+        for check in schedule.checks:
+            if not set(check.explains) & kept:
+                continue
+            for seed in range(check.seeds):
+                runs.append(
+                    PlannedRun(
+                        check.recipe,
+                        seed,
+                        out_root / check.folder(seed),
+                        [f"{CHECK_KINDS[check.kind]} ({check.id})"],
+                        2,
+                        check=check,
+                    )
+                )
+    timings = _seconds_per_epoch(schedule.timings)
     face_needed = False
     for run in runs:
         try:
-            recipe = spec.load(run.recipe)
+            recipe = spec.load(run.recipe, schedule, run.check)
         except FerlabError as exc:
             run.problem = str(exc)
             continue
         run.needs_face = bool(recipe.model.face_checkpoint)
         face_needed |= run.needs_face
+        _estimate(run, recipe.train.epochs, timings)
+    runs.sort(key=lambda r: (r.order, r.estimate_s is None, r.estimate_s or 0.0, r.seed))
     if face_needed:
-        if spec.face_network is None:
-            raise FerlabError(
-                f"a recipe needs a face network but {spec.path} names no face_network"
-            )
-        face = spec.face_network
-        runs.insert(0, PlannedRun(face, 0, out_root / f"{face}-s0", ["face / non-face network"]))
+        face = spec.gpu_face_network if gpu else spec.face_network
+        if face is None:
+            raise FerlabError(f"a recipe needs a face network but {spec.path} names none")
+        run = PlannedRun(face, 0, out_root / f"{face}-s0", ["face / non-face network"])
+        _estimate(run, spec.load(face, schedule).train.epochs, timings)
+        runs.insert(0, run)
     return runs
 
 
+def _estimate(run: PlannedRun, epochs: int, timings: dict[str, float]) -> None:
+    run.epochs = epochs
+    per_epoch = timings.get(run.recipe)
+    if per_epoch is None or run.state == "done":
+        run.estimate_s = 0.0 if run.state == "done" else None
+        return
+    done = 0.0
+    if run.state == "resume":
+        history = read_run(run.out).history if (run.out / "config.yaml").is_file() else ()
+        done = history[-1].get("epoch", 0.0) if history else 0.0
+    run.estimate_s = max(0.0, epochs - done) * per_epoch
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
 def print_plan(
-    console: Console, runs: list[PlannedRun], spec: ReproductionSpec, budget: str, clock: str
+    console: Console, runs: list[PlannedRun], spec: ReproductionSpec, schedule: Schedule
 ) -> None:
     states = [r.state for r in runs]
-    todo = sum(s in ("new", "resume") for s in states)
-    left = todo * parse_duration(budget) / 60
-    left_text = f"{left / 60:.1f} hours" if left >= 60 else f"{left:.0f} minutes"
+    todo = [r for r in runs if r.state in ("new", "resume")]
+    known = sum(r.estimate_s or 0.0 for r in todo)
+    unknown = sum(r.estimate_s is None for r in todo)
     console.print(
-        f"[bold]{len(runs)} runs[/], {states.count('done')} done, {states.count('resume')} to "
-        f"resume, {states.count('new')} new; budget {budget} of {clock} time each "
-        f"(at most {left_text} of {clock} time left)",
+        f"[bold]schedule {schedule.name}[/]: {schedule.description}\n[bold]{len(runs)} runs[/], "
+        f"{states.count('done')} done, {states.count('resume')} to resume, {states.count('new')} "
+        f"new; at most {_hours(known)} of training left at the measured seconds per epoch "
+        f"(one thread, bf16, before early stopping)"
+        + (f", {unknown} run(s) without a measured epoch time" if unknown else ""),
         highlight=False,
     )
     for run in runs:
-        done = ""
-        if run.state == "done":
-            stored, stored_clock = read_run(run.out).budget
-            if (
-                stored is None
-                or stored_clock != clock
-                or not math.isclose(parse_duration(stored), parse_duration(budget))
-            ):
-                done = f" [yellow](finished at {stored} of {stored_clock} time: not counted)[/]"
-        line = f"  {run.state:<10} {run.out.name:<32} {'; '.join(run.rows)}{done}"
+        estimate = "" if run.estimate_s is None else _hours(run.estimate_s)
+        line = (
+            f"  {run.state:<10} {run.out.name:<40} {run.epochs:>4} ep {estimate:>8}  "
+            f"{'; '.join(run.rows)}"
+        )
         if run.problem:
             line += f"\n             [red]{run.problem}[/]"
         console.print(line, highlight=False, soft_wrap=True)
     if spec.gpu_only:
-        console.print("[bold]GPU only[/] (listed in the report with their commands):")
+        console.print("[bold]GPU only[/] (python benchmarks/reproduce.py --gpu):")
         for g in spec.gpu_only:
             console.print(f"  {g.configuration}", highlight=False, soft_wrap=True)
 
@@ -156,10 +237,10 @@ def print_plan(
 def train_run(
     run: PlannedRun,
     spec: ReproductionSpec,
-    budget: str,
-    clock: str,
+    schedule: Schedule,
     threads: int | None,
     face_checkpoint: Path | None,
+    gpu: bool,
     console: Console,
 ) -> str:
     """Train or resume one run; its stop reason."""
@@ -170,36 +251,24 @@ def train_run(
     if resume:
         recipe = resume_recipe(run.out)
     else:
-        overrides: dict[str, Any] = {
-            "train.time_budget": budget,
-            "train.budget_clock": clock,
-            "train.seed": run.seed,
-            "train.num_threads": threads,
-        }
+        overrides: dict[str, Any] = {"train.seed": run.seed, "train.num_threads": threads}
+        if gpu:
+            overrides["train.device"] = "cuda"
         if run.needs_face:
             overrides["model.face_checkpoint"] = str(face_checkpoint)
-        recipe = apply_overrides(spec.load(run.recipe), overrides, where="reproduce.py")
+        recipe = apply_overrides(
+            spec.load(run.recipe, schedule, run.check), overrides, where="reproduce.py"
+        )
     record_machine(run.out, recipe.train.num_threads or threads)
-    result = train(
-        recipe,
-        out_dir=run.out,
-        resume=resume,
-        progress=True,
-        console=console,
-    )
+    result = train(recipe, out_dir=run.out, resume=resume, progress=True, console=console)
     return result.stop_reason
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", type=Path, default=ROOT / "benchmarks" / "reproduction.yaml")
-    parser.add_argument(
-        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "reproduction"
-    )
-    parser.add_argument("--budget", help="training budget per run (default: the plan's)")
-    parser.add_argument(
-        "--budget-clock", choices=("wall", "cpu"), help="what the budget counts (default: cpu)"
-    )
+    parser.add_argument("--schedule", help="a schedule of the plan (default: the plan's)")
+    parser.add_argument("--out", type=Path, help="default: the schedule's folder")
     parser.add_argument(
         "--only", action="append", default=[], help="a paper key, configuration id or recipe"
     )
@@ -210,7 +279,10 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ["OMP_NUM_THREADS"]) if os.environ.get("OMP_NUM_THREADS") else None,
         help="CPU threads per run (default: OMP_NUM_THREADS, else every core)",
     )
-    parser.add_argument("--report", type=Path, default=ROOT / "docs" / "reproduction.md")
+    parser.add_argument(
+        "--gpu", action="store_true", help="train the GPU-only rows' full-size recipes on CUDA"
+    )
+    parser.add_argument("--report", type=Path, help="default: the schedule's report")
     parser.add_argument("--figures", type=Path, help="default: figures/ beside the report")
     parser.add_argument("--no-report", action="store_true", help="train only")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
@@ -220,16 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.seeds is not None and args.seeds < 1:
             raise FerlabError("--seeds must be at least 1")
         spec = load_spec(args.plan)
-        budget = args.budget or spec.budget
-        clock = args.budget_clock or spec.budget_clock
-        if budget is None:
-            raise FerlabError("no budget: pass --budget or set budget in the plan")
-        parse_duration(budget, where="--budget")
-        runs = plan_runs(spec, args.out, args.only, args.seeds)
-        print_plan(console, runs, spec, budget, clock)
+        schedule = spec.schedule(args.schedule)
+        out = args.out or schedule.out
+        runs = plan_runs(spec, schedule, out, args.only, args.seeds, args.gpu)
+        print_plan(console, runs, spec, schedule)
         if args.dry_run:
             return 0
-        return _campaign(args, spec, runs, budget, clock, console)
+        return _campaign(args, spec, schedule, out, runs, console)
     except FerlabError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
@@ -238,25 +307,31 @@ def main(argv: list[str] | None = None) -> int:
 def _campaign(
     args: argparse.Namespace,
     spec: ReproductionSpec,
+    schedule: Schedule,
+    out: Path,
     runs: list[PlannedRun],
-    budget: str,
-    clock: str,
     console: Console,
 ) -> int:
     failed: list[tuple[PlannedRun, str]] = []
-    face_checkpoint: Path | None = None
     todo = [r for r in runs if r.state in ("new", "resume")]
+    face = runs[0] if runs and runs[0].rows == ["face / non-face network"] else None
     for i, run in enumerate(todo, 1):
-        if run.state == "done":  # finished meanwhile by a runner side by side (other --only)
+        if run.state == "done":  # finished meanwhile by another runner
             continue
-        if run.needs_face:
-            face_checkpoint = runs[0].out / "best.pt"
-            if not (runs[0].out / "metrics.json").is_file():
-                failed.append((run, f"the face network {runs[0].out} has not finished"))
-                continue
+        if run.needs_face and not (face and (face.out / "metrics.json").is_file()):
+            failed.append((run, "the face network has not finished"))
+            continue
         console.rule(f"[{i}/{len(todo)}] {run.out.name} ({run.state}): {'; '.join(run.rows)}")
         try:
-            reason = train_run(run, spec, budget, clock, args.threads, face_checkpoint, console)
+            reason = train_run(
+                run,
+                spec,
+                schedule,
+                args.threads,
+                face.out / "best.pt" if face else None,
+                args.gpu,
+                console,
+            )
         except FerlabError as exc:
             console.print(f"[bold red]failed:[/] {exc}", highlight=False, soft_wrap=True)
             failed.append((run, str(exc)))
@@ -267,13 +342,12 @@ def _campaign(
     for run, why in failed:
         console.print(f"[red]not trained[/]: {run.out.name}: {why}", highlight=False)
     if not args.no_report:
-        from ferlab.engine.report import write_report
+        from ferlab.report import write_report
 
-        run_dirs = sorted(p for p in args.out.glob("*") if (p / "config.yaml").is_file())
-        write_report(
-            run_dirs, args.plan, args.report, args.figures, budget=budget, budget_clock=clock
-        )
-        console.print(f"wrote {args.report}", highlight=False)
+        report = args.report or schedule.report
+        run_dirs = sorted(p for p in out.glob("*") if (p / "config.yaml").is_file())
+        write_report(run_dirs, args.plan, report, args.figures, schedule=schedule.name)
+        console.print(f"wrote {report}", highlight=False)
     return 1 if failed else 0
 
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.doc_section import write_doc_section  # noqa: E402
-from ferlab.engine.report import cpu_name  # noqa: E402
+from ferlab.report import cpu_name  # noqa: E402
 
 MAX_BYTES = 10_000_000
 WEIGHTS = ROOT / "src" / "ferlab" / "weights"

@@ -1,4 +1,4 @@
-"""The reproduction report (``ferlab.engine.report``), ``ferlab compare --report`` and the runner
+"""The reproduction report (``ferlab.report``), ``ferlab compare --report`` and the runner
 ``benchmarks/reproduce.py``, on small plans with fake and real run folders, and the real plan."""
 
 from __future__ import annotations
@@ -13,10 +13,15 @@ import pytest
 import yaml
 
 from ferlab.engine.recipe import apply_overrides, load_recipe, save_recipe
-from ferlab.engine.report import (
+from ferlab.errors import DataError, FerlabError
+from ferlab.models import list_models
+from ferlab.report import (
     Stat,
     build_report,
     compare_rows,
+    conclusions,
+    embed_sections,
+    gap,
     load_spec,
     mean_sd,
     protocol_difference,
@@ -24,8 +29,6 @@ from ferlab.engine.report import (
     render_markdown,
     write_report,
 )
-from ferlab.errors import DataError, FerlabError
-from ferlab.models import list_models
 from tests.cli.cli_helpers import run as run_cli
 from tests.engine.engine_helpers import synthetic_data, write_synthetic_csv
 
@@ -37,7 +40,7 @@ model: {{name: {model}}}
 data: {{path: fer_small.csv, normalize: global}}
 optim: {{name: adam, lr: {lr}}}
 schedule: {{kind: constant}}
-train: {{epochs: 1, batch_size: 32}}
+train: {{epochs: {epochs}, batch_size: 32}}
 eval: {{tta: none, plots: false}}
 paper: {{source: "{source}", reported_accuracy: {acc}, reported_on: test set,
         notes: "A short note. A second sentence that the report may leave out of the table."}}
@@ -45,42 +48,62 @@ paper: {{source: "{source}", reported_accuracy: {acc}, reported_on: test set,
 
 SMALL_PLAN = """\
 recipes: recipes
-budget: 1m
-budget_clock: cpu
+default_schedule: full
+schedules:
+  full:
+    description: the recipes' own schedules.
+    out: runs
+    report: report.md
+    overrides: {train.precision: bf16}
+    checks:
+      - {id: fp32, recipe: alpha, kind: precision, overrides: {train.precision: fp32},
+         explains: [a, b]}
+      - {id: lr, recipe: alpha, kind: learning_rate, overrides: {optim.lr: 0.1}, explains: [a]}
+  short:
+    description: one CPU-minute a run.
+    out: runs-short
+    report: short.md
+    overrides: {train.time_budget: 1m, train.budget_clock: cpu}
+    recipe_overrides:
+      beta: {optim.lr: 0.004}
 papers:
   - key: first
     title: First paper, Table 1
     hardware: one GPU
     configurations:
       - {id: a, label: Alpha row, recipe: alpha, seeds: 2}
-      - {id: b, label: Beta row, recipe: beta, seeds: 2, baseline: a, change: a transformer}
+      - {id: b, label: Beta row, recipe: beta, seeds: 2, baseline: a, change: a transformer,
+         stage: variant}
       - {id: a2, label: Alpha in Table 2, recipe: alpha, paper_accuracy: 51.5,
          reported_on: the other table}
+      - {id: x, label: Other data set, recipe: alpha, paper_accuracy: 99.3, trained: false}
   - key: second
     title: Second paper
     configurations:
-      - {id: g, label: Gamma row, recipe: gamma, cpu_recipe: gamma_small, note: Hand note.}
+      - {id: g, label: Gamma row, recipe: gamma, cpu_recipe: gamma_small, note: Hand note.,
+         stage: long}
+      - {id: h, label: Huge row, recipe: gamma, run_on_cpu: false}
 gpu_only:
   - configuration: Gamma at full size
+    rows: [h]
     why: Too slow here.
-    commands: ferlab train recipes/gamma.yaml --device cuda
-    expected_time: about an hour
-conclusions: Hand-written conclusions.
+    commands: python benchmarks/reproduce.py --gpu --only second
+    expected_time: "estimate: about an hour"
 """
 
 
 def _write_plan(root: Path) -> Path:
-    """A plan of two papers and four rows over recipes of small registered models."""
+    """A plan of two papers over recipes of small registered models."""
     recipes = root / "recipes"
     recipes.mkdir(parents=True)
     specs = {
-        "alpha": ("deep_emotion_nostn", 0.003, "Paper A", 50.0),
-        "beta": ("deep_emotion", 0.003, "Paper A", 55.0),
-        "gamma": ("deep_emotion_nostn", 0.01, "Paper G", 60.0),
-        "gamma_small": ("deep_emotion_nostn", 0.02, "Paper G", "null"),
+        "alpha": ("deep_emotion_nostn", 0.003, "Paper A", 50.0, 3),
+        "beta": ("deep_emotion", 0.003, "Paper A", 55.0, 3),
+        "gamma": ("deep_emotion_nostn", 0.01, "Paper G", 60.0, 5),
+        "gamma_small": ("deep_emotion_nostn", 0.02, "Paper G", "null", 5),
     }
-    for name, (model, lr, source, acc) in specs.items():
-        text = RECIPE.format(model=model, lr=lr, source=source, acc=acc)
+    for name, (model, lr, source, acc, epochs) in specs.items():
+        text = RECIPE.format(model=model, lr=lr, source=source, acc=acc, epochs=epochs)
         (recipes / f"{name}.yaml").write_text(text)
     write_synthetic_csv(recipes / "fer_small.csv")
     plan = root / "plan.yaml"
@@ -90,44 +113,48 @@ def _write_plan(root: Path) -> Path:
 
 def _fake_run(
     folder: Path,
-    recipe_path: Path,
+    plan: Path,
+    recipe: str,
     seed: int,
     public: float | None,
     private: float | None,
     *,
-    cpu_s: float = 60.0,
-    budget: str = "1m",
+    schedule: str = "full",
+    check: str | None = None,
     overrides: dict | None = None,
     finished: bool = True,
+    epochs: float = 3.0,
+    stop: str = "completed",
+    collapsed: bool = False,
 ) -> Path:
-    """A run folder as ``train`` leaves it: config.yaml, and metrics.json once finished."""
-    recipe = apply_overrides(
-        load_recipe(recipe_path),
-        {
-            "train.seed": seed,
-            "train.time_budget": budget,
-            "train.budget_clock": "cpu",
-            **(overrides or {}),
-        },
-    )
+    """A run folder as ``train`` leaves it: config.yaml, history.csv, metrics.json once done."""
+    spec = load_spec(plan)
+    sched = spec.schedule(schedule)
+    chk = next((c for c in sched.checks if c.id == check and c.recipe == recipe), None)
+    r = apply_overrides(spec.load(recipe, sched, chk), {"train.seed": seed, **(overrides or {})})
     folder.mkdir(parents=True)
-    save_recipe(recipe, folder / "config.yaml")
+    save_recipe(r, folder / "config.yaml")
+    rows = [f"{e},{10 * e},{0.3 + 0.01 * e}" for e in range(1, int(epochs) + 1)]
+    (folder / "history.csv").write_text("epoch,elapsed_s,val_acc\n" + "\n".join(rows) + "\n")
     if finished:
+        n = 100
+        right = round(n * (private or 0))
+        confusion = [[0] * 7 for _ in range(7)]
+        if collapsed:
+            confusion[3][3], confusion[0][3] = right, n - right  # everything "happy"
+        else:
+            confusion[0][0], confusion[1][3] = right, n - right
         metrics = {
-            "name": recipe.name,
-            "model": recipe.model.name,
+            "name": r.name,
+            "model": r.model.name,
             "params": 40_000,
-            "stop_reason": "time_budget",
-            "epochs": 2.5,
-            "steps": 100,
-            "train_time_s": 2 * cpu_s,
-            "cpu_time_s": cpu_s,
-            "time_budget": budget,
-            "budget_clock": "cpu",
+            "stop_reason": stop,
+            "epochs": epochs,
+            "train_time_s": 10 * epochs,
+            "cpu_time_s": 10 * epochs,
             "val": {"accuracy": public},
-            "test": {"accuracy": private},
-            "tta": "none",
-            "paper": {},
+            "test": {"accuracy": private, "confusion": confusion},
+            "precision": r.train.precision,
             "device": "cpu",
         }
         (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -141,25 +168,24 @@ def plan(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def fake_runs(plan: Path, tmp_path: Path) -> dict[str, Path]:
-    """Runs of every kind the report sorts: counted, other budget, other protocol, duplicate
-    seed, unrelated, unfinished."""
-    recipes, runs = plan.parent / "recipes", tmp_path / "runs"
-    zeta = _fake_run(runs / "zeta", recipes / "gamma.yaml", 0, 0.5, 0.5)
+    """Runs of every kind the report sorts: counted, check, other schedule, other protocol,
+    duplicate seed, unrelated, unfinished."""
+    runs = tmp_path / "runs"
+    zeta = _fake_run(runs / "zeta", plan, "gamma", 0, 0.5, 0.5)
     config = zeta / "config.yaml"
     config.write_text(config.read_text().replace("name: gamma", "name: zeta"))
     return {
-        "a0": _fake_run(runs / "alpha-s0", recipes / "alpha.yaml", 0, 0.58, 0.60, cpu_s=58),
-        "a1": _fake_run(runs / "alpha-s1", recipes / "alpha.yaml", 1, 0.62, 0.64, cpu_s=62),
-        "b0": _fake_run(runs / "beta-s0", recipes / "beta.yaml", 0, 0.69, 0.70),
-        "b1": _fake_run(runs / "beta-s1", recipes / "beta.yaml", 1, 0.70, 0.71),
-        "a_long": _fake_run(runs / "alpha-long", recipes / "alpha.yaml", 0, 0.7, 0.8, budget="5m"),
-        "a_lr": _fake_run(
-            runs / "alpha-lr", recipes / "alpha.yaml", 3, 0.9, 0.9, overrides={"optim.lr": 0.1}
+        "a0": _fake_run(runs / "alpha-s0", plan, "alpha", 0, 0.58, 0.60),
+        "a1": _fake_run(runs / "alpha-s1", plan, "alpha", 1, 0.62, 0.64),
+        "b0": _fake_run(runs / "beta-s0", plan, "beta", 0, 0.69, 0.70),
+        "b1": _fake_run(runs / "beta-s1", plan, "beta", 1, 0.70, 0.71),
+        "fp32": _fake_run(runs / "alpha-fp32-s0", plan, "alpha", 0, 0.6, 0.61, check="fp32"),
+        "short": _fake_run(runs / "alpha-short", plan, "alpha", 0, 0.4, 0.4, schedule="short"),
+        "other": _fake_run(
+            runs / "alpha-bs", plan, "alpha", 3, 0.9, 0.9, overrides={"train.batch_size": 8}
         ),
-        "a_dup": _fake_run(runs / "alpha-s0-again", recipes / "alpha.yaml", 0, 0.1, 0.1),
-        "a_open": _fake_run(
-            runs / "alpha-s2", recipes / "alpha.yaml", 2, None, None, finished=False
-        ),
+        "dup": _fake_run(runs / "alpha-s0-again", plan, "alpha", 0, 0.1, 0.1),
+        "open": _fake_run(runs / "alpha-s2", plan, "alpha", 2, None, None, finished=False),
         "zeta": zeta,
     }
 
@@ -175,85 +201,150 @@ def test_mean_and_sample_sd_by_hand():
     assert mean_sd([]).n == 0 and mean_sd([]).mean is None
 
 
-def test_runs_sorted_into_rows_with_mean_and_spread(plan, fake_runs):
+def test_runs_sorted_into_rows_checks_and_reasons(plan, fake_runs):
     report = build_report(fake_runs.values(), load_spec(plan))
     rows = {r.config.id: r for r in report.rows}
-    assert [r.config.id for r in report.rows] == ["a", "b", "a2", "g"]
-
+    assert list(rows) == ["a", "b", "a2", "x", "g", "h"]
     a = rows["a"]
     assert [r.seed for r in a.runs] == [0, 1]
     private, public = a.stat("private"), a.stat("public")
     assert (private.n, round(private.mean, 6)) == (2, 62.0)
     assert math.isclose(private.sd, math.sqrt(8.0))
-    assert math.isclose(public.mean, 60.0) and math.isclose(public.sd, math.sqrt(8.0))
-    assert math.isclose(a.cpu_minutes.mean, 1.0)
+    assert math.isclose(public.mean, 60.0)
     assert [r.path.name for r in a.unfinished] == ["alpha-s2"]
     assert rows["a2"].runs == a.runs  # a second table quoting the same configuration
     assert (rows["a2"].paper_accuracy, rows["a2"].reported_on) == (51.5, "the other table")
-    assert (rows["a"].paper_accuracy, rows["a"].reported_on) == (50.0, "test set")
-    assert rows["g"].runs == [] and rows["g"].config.cpu_recipe == "gamma_small"
-
+    fp32, lr = report.checks
+    assert [r.path.name for r in fp32.runs] == ["alpha-fp32-s0"] and lr.runs == []
     reasons = {path.name: why for path, why in report.not_counted}
-    assert set(reasons) == {"alpha-lr", "alpha-s0-again"}
-    assert "optim.lr" in reasons["alpha-lr"]
+    assert set(reasons) == {"alpha-bs", "alpha-s0-again", "alpha-short"}
+    assert "train.batch_size" in reasons["alpha-bs"]
+    assert "time budget 1m" in reasons["alpha-short"]
     assert "seed 0 is already counted" in reasons["alpha-s0-again"]
-    assert [(g.recipe, g.budget, len(g.runs)) for g in report.others] == [
-        ("alpha", "5m of CPU time", 1)
-    ]
     assert [r.name for r in report.unrelated] == ["zeta"]
-
     (cmp,) = compare_rows(report)
-    assert (cmp.label, cmp.baseline, cmp.change) == ("Beta row", "Alpha row", "a transformer")
+    assert (cmp.row.config.id, cmp.baseline.config.id) == ("b", "a")
     assert math.isclose(cmp.delta, 70.5 - 62.0)
     assert math.isclose(cmp.se, math.sqrt(8.0 / 2 + 0.5 / 2))
     assert cmp.verdict == "gain beyond the seeds' spread"  # 8.5 > 2 × 2.06
+    assert cmp.paper_delta == 5.0
 
 
-def test_verdict_needs_two_seeds_and_a_difference_beyond_the_spread(plan, tmp_path):
-    recipes, runs = plan.parent / "recipes", tmp_path / "runs"
+def test_another_schedule_counts_its_own_runs_with_its_recipe_overrides(plan, tmp_path):
+    runs = tmp_path / "runs"
     dirs = [
-        _fake_run(runs / "a0", recipes / "alpha.yaml", 0, 0.5, 0.60),
-        _fake_run(runs / "a1", recipes / "alpha.yaml", 1, 0.5, 0.64),
-        _fake_run(runs / "b0", recipes / "beta.yaml", 0, 0.5, 0.63),
+        _fake_run(runs / "b0", plan, "beta", 0, 0.5, 0.5, schedule="short", stop="time_budget"),
+        _fake_run(runs / "b-full", plan, "beta", 1, 0.5, 0.5),
     ]
+    report = build_report(dirs, load_spec(plan), "short")
+    assert [r.path.name for r in report.row("b").runs] == ["b0"]
+    assert "optim.lr" in dict((p.name, w) for p, w in report.not_counted)["b-full"]
+    g = gap(report, report.row("b"))
+    assert (
+        g.verdict == "explained"
+        and "stopped by their time budget after 3.0 of 3" in (g.findings[0])
+    )
+
+
+def test_gap_to_the_paper_with_run_backed_findings(plan, tmp_path):
+    runs = tmp_path / "runs"
     spec = load_spec(plan)
-    assert compare_rows(build_report(dirs, spec))[0].verdict == "one seed only: not conclusive"
-    dirs.append(_fake_run(runs / "b1", recipes / "beta.yaml", 1, 0.5, 0.65))
-    (cmp,) = compare_rows(build_report(dirs, spec))
-    assert math.isclose(cmp.delta, 2.0)  # 64 - 62, within 2 × sqrt(8/2 + 2/2) = 4.47
-    assert cmp.verdict == "within the seeds' spread"
-    assert compare_rows(build_report([], spec))[0].verdict == "not run yet"
+    a0 = _fake_run(runs / "a0", plan, "alpha", 0, 0.4, 0.40)
+    a1 = _fake_run(runs / "a1", plan, "alpha", 1, 0.4, 0.42)
+    report = build_report([a0, a1], spec)
+    g = gap(report, report.row("a"))
+    assert math.isclose(g.diff, 41.0 - 50.0) and g.within_spread is False
+    assert g.verdict == "not explained"
+    assert any("precision check" in f and "pending" in f for f in g.findings)
+    # the fp32 check lands where the bf16 runs are: precision does not explain the gap
+    fp32 = _fake_run(runs / "fp32", plan, "alpha", 0, 0.4, 0.41, check="fp32")
+    g = gap(build_report([a0, a1, fp32], spec), report.row("a"))
+    assert g.verdict == "not explained" and "does not close the gap" in g.findings[0]
+    # a learning-rate check that reaches the paper explains it
+    lr = _fake_run(runs / "lr", plan, "alpha", 0, 0.5, 0.49, check="lr")
+    report = build_report([a0, a1, fp32, lr], spec)
+    g = gap(report, report.row("a"))
+    assert g.verdict == "explained"
+    assert any("brings the row within 2 points" in f for f in g.findings)
+    # within 2 points needs no explanation; rows without runs say why
+    close = _fake_run(runs / "b0", plan, "beta", 0, 0.5, 0.56)
+    report = build_report([close], spec)
+    assert gap(report, report.row("b")).verdict == "within 2 points"
+    assert gap(report, report.row("x")).verdict == "no run possible"
+    assert gap(report, report.row("h")).verdict == "needs a GPU"
+    assert gap(report, report.row("g")).verdict == "pending"
 
 
-def test_markdown_has_every_row_in_order_with_the_issue_columns(plan, fake_runs, tmp_path):
+def test_collapse_is_found_from_the_confusion_matrix(plan, tmp_path):
+    run = _fake_run(tmp_path / "a0", plan, "alpha", 0, 0.25, 0.25, collapsed=True)
+    assert read_run(run).majority == 1.0
+    report = build_report([run], load_spec(plan))
+    assert any("collapsed" in f for f in gap(report, report.row("a")).findings)
+    assert any(c.startswith("Collapsed to one class") for c in conclusions(report))
+
+
+def test_conclusions_come_from_the_runs_given(plan, tmp_path):
+    spec = load_spec(plan)
+    (none,) = conclusions(build_report([], spec))
+    assert none.startswith("No row has a finished run yet (0 run(s) in progress)")
+    runs = tmp_path / "runs"
+    dirs = [
+        _fake_run(runs / "a0", plan, "alpha", 0, 0.5, 0.50, epochs=7, stop="early_stopping"),
+        _fake_run(runs / "a1", plan, "alpha", 1, 0.5, 0.52, epochs=9, stop="early_stopping"),
+        _fake_run(runs / "b0", plan, "beta", 0, 0.5, 0.58, epochs=9),
+    ]
+    text = "\n".join(conclusions(build_report(dirs, spec)))
+    assert "3 of 4 CPU rows have finished runs (1 completed, 2 early stopping" in text
+    assert "7.0–9.0 epochs, mean 8.3" in text
+    assert "Within 2 points of the paper: 2 row(s)" in text  # a: 51 vs 50, a2: 51 vs 51.5
+    assert "1 not explained (largest: Beta row, +3.00 points)" in text  # 58 vs 55
+    assert "changed PrivateTest by +7.00 points: one seed: not conclusive" in text
+    assert "the paper reports +5.00" in text
+    other = _fake_run(runs / "b1", plan, "beta", 1, 0.5, 0.30, epochs=2)
+    text = "\n".join(conclusions(build_report([*dirs, other], spec)))
+    assert "2.0–9.0 epochs" in text and "+7.00" not in text
+
+
+def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
     report = build_report(fake_runs.values(), load_spec(plan))
     text = render_markdown(report, {}, tmp_path / "report.md")
-    header = (
-        "| configuration | paper % | paper's protocol (as stated) | ours: PublicTest % | "
-        "ours: PrivateTest % | our budget | params | note |"
+    lines = [line for line in text.splitlines() if "<br>`" in line]
+    assert [line.split("<br>")[0][2:] for line in lines] == [
+        "Alpha row",
+        "Beta row",
+        "Alpha in Table 2",
+        "Other data set",
+        "Gamma row",
+        "Huge row",
+    ]
+    cells = [c.strip() for c in lines[0].strip("|").split(" | ")]
+    assert cells[1] == "50" and cells[2].startswith("3 epochs; batch 32; Adam, lr 0.003")
+    assert cells[3] == "62.00 ± 2.83 (n=2); 1 more seed(s) running"
+    assert cells[4] == "+12.00" and cells[5] == "no"
+    assert cells[8].startswith("3, 3 epochs (completed); bf16")
+    assert "| pending (not started) |" in lines[4]
+    assert "needs a GPU (estimate: about an hour)" in lines[5]
+    assert "no run possible" in lines[3]
+    assert "python benchmarks/reproduce.py --gpu --only second" in text
+    assert "Precision: bf16 in 4 run(s), fp32 in 1 run(s)." in text
+    assert "OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule full" in text
+    assert "| precision check | `alpha` | train.precision: fp32 | 61.00 (n=1) |" in text
+
+
+def test_embedded_sections_show_the_same_numbers(plan, fake_runs, tmp_path):
+    report = build_report(fake_runs.values(), load_spec(plan))
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "# Doc\n\nbefore\n<!-- reproduction: first -->\nold\n"
+        "<!-- end reproduction: first -->\nafter\n"
     )
-    assert header in text
-    table_lines = [line for line in text.splitlines() if line.startswith("| ")]
-    rows = {line.split("<br>")[0][2:]: line for line in table_lines if "<br>`" in line}
-    assert list(rows) == ["Alpha row", "Beta row", "Alpha in Table 2", "Gamma row"]
-    cells = [c.strip() for c in rows["Alpha row"].strip("|").split(" | ")]
-    assert len(cells) == 8
-    assert cells[1] == "50.00"
-    assert cells[2].startswith("1 epochs; batch 32; Adam, lr 0.003; constant lr")
-    assert cells[2].endswith("Reported on: test set")
-    assert cells[3] == "60.00 ± 2.83 (n=2)" and cells[4] == "62.00 ± 2.83 (n=2)"
-    assert cells[5].startswith("2.5 epochs, 1.0 CPU-min, cpu")
-    assert cells[6] == "0.04 M"
-    assert "1 run(s) unfinished" in cells[7] and "A short note." in cells[7]
-    gamma = [c.strip() for c in rows["Gamma row"].strip("|").split(" | ")]
-    assert gamma[3] == "not run yet" and gamma[4] == "—"
-    assert "`gamma_small`" in gamma[7] and "Hand note." in gamma[7]
-    assert "Hand-written conclusions." in text
-    assert "ferlab train recipes/gamma.yaml --device cuda" in text
-    assert "| Beta row | Alpha row | a transformer | +8.50 (s.e. 2.06) |" in text.replace(
-        "| First paper | ", "| "
-    )
-    assert "`" + str(fake_runs["a_lr"]) + "`" in text
+    embed_sections(report, {}, doc)
+    text = doc.read_text()
+    assert "old" not in text and text.startswith("# Doc\n\nbefore\n") and text.endswith("after\n")
+    assert "### First paper, Table 1" in text and "62.00 ± 2.83 (n=2)" in text
+    doc.write_text("no markers")
+    with pytest.raises(DataError, match="no <!-- reproduction: KEY --> block"):
+        embed_sections(report, {}, doc)
 
 
 @pytest.mark.slow
@@ -261,55 +352,19 @@ def test_write_report_draws_one_figure_per_paper(plan, fake_runs, tmp_path):
     out = tmp_path / "docs" / "reproduction.md"
     write_report(fake_runs.values(), plan, out)
     figures = sorted((out.parent / "figures").glob("*.png"))
-    assert [f.name for f in figures] == ["reproduction_first.png", "reproduction_second.png"]
+    assert [f.name for f in figures] == [
+        "reproduction-full_first.png",
+        "reproduction-full_second.png",
+    ]
     assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
-    text = out.read_text()
-    assert "](figures/reproduction_first.png)" in text
-    assert "](figures/reproduction_second.png)" in text
-
-
-def test_validation_curve_is_on_the_cpu_clock_of_the_budget(plan, tmp_path):
-    run = _fake_run(tmp_path / "alpha-s0", plan.parent / "recipes" / "alpha.yaml", 0, 0.5, 0.5)
-    assert read_run(run).curve == ()  # no history.csv
-    (run / "history.csv").write_text(
-        "epoch,elapsed_s,val_acc,train_loss\n1.0,30.0,0.40,1.2\n2.0,120.0,0.55,1.0\n"
-    )
-    # cpu_s 60 over train_time_s 120: the wall-clock times are halved.
-    curve = read_run(run).curve
-    assert [point for pair in curve for point in pair] == pytest.approx([0.25, 40.0, 1.0, 55.0])
-    (run / "history.csv").write_text("epoch,elapsed_s\n1.0,oops\n")
-    assert read_run(run).curve == ()
-
-
-def test_rows_the_cpu_cannot_run_point_to_the_gpu_section(plan, tmp_path):
-    gpu_plan = plan.parent / "gpu_plan.yaml"
-    gpu_plan.write_text(
-        SMALL_PLAN.replace("note: Hand note.}", "note: Hand note., run_on_cpu: false}")
-    )
-    spec = load_spec(gpu_plan)
-    assert [c.run_on_cpu for c in spec.configurations()] == [True, True, True, False]
-    planned = _runner().plan_runs(spec, tmp_path / "runs", [], None)
-    assert "gamma_small-s0" not in [r.out.name for r in planned]
-    text = render_markdown(build_report([], spec), {}, tmp_path / "report.md")
-    gamma = next(line for line in text.splitlines() if line.startswith("| Gamma row<br>"))
-    assert "| GPU only (see below) | — |" in gamma
-    gpu_plan.write_text(
-        SMALL_PLAN.replace("note: Hand note.}", "note: Hand note., run_on_cpu: no-}")
-    )
-    with pytest.raises(DataError, match="run_on_cpu must be true or false"):
-        load_spec(gpu_plan)
+    assert "](figures/reproduction-full_first.png)" in out.read_text()
 
 
 def test_protocol_difference_ignores_seed_budget_and_paths(plan):
     recipe = load_recipe(plan.parent / "recipes" / "alpha.yaml")
     same = apply_overrides(
         recipe,
-        {
-            "train.seed": 7,
-            "train.time_budget": "3m",
-            "train.num_threads": 1,
-            "data.path": "/elsewhere.csv",
-        },
+        {"train.seed": 7, "train.time_budget": "3m", "train.num_threads": 1, "data.path": "/x"},
     )
     assert protocol_difference(same, recipe) is None
     other = apply_overrides(recipe, {"train.batch_size": 64})
@@ -324,70 +379,26 @@ def test_bad_plan_and_run_folders_are_named(tmp_path, plan):
     bad.write_text(SMALL_PLAN.replace("seeds: 2}", "seedz: 2}", 1))
     with pytest.raises(DataError, match="unknown key 'seedz'"):
         load_spec(bad)
+    bad.write_text(SMALL_PLAN.replace("explains: [a]", "explains: [zz]"))
+    with pytest.raises(DataError, match="unknown configuration 'zz'"):
+        load_spec(bad)
+    bad.write_text(SMALL_PLAN.replace("stage: long", "stage: later"))
+    with pytest.raises(DataError, match="stage must be one of"):
+        load_spec(bad)
+    with pytest.raises(DataError, match="no schedule 'nope'"):
+        load_spec(plan).schedule("nope")
     with pytest.raises(DataError, match="not found"):
         load_spec(tmp_path / "missing.yaml")
     with pytest.raises(DataError, match="no config.yaml"):
         read_run(tmp_path)
-    broken = _fake_run(tmp_path / "broken", plan.parent / "recipes" / "alpha.yaml", 0, 0.5, 0.5)
+    broken = _fake_run(tmp_path / "broken", plan, "alpha", 0, 0.5, 0.5)
     (broken / "metrics.json").write_text("{not json")
-    report = build_report([broken], load_spec(plan))
-    ((path, why),) = report.not_counted
+    ((path, why),) = build_report([broken], load_spec(plan)).not_counted
     assert path == broken and "not valid JSON" in why
 
 
-# ---------------------------------------------------------------- real runs through the CLI
-@pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory) -> tuple[Path, list[Path]]:
-    """Two seeds of a tiny real run (deep_emotion_nostn, one epoch) at the plan's budget."""
-    from ferlab.engine import train
-
-    root = tmp_path_factory.mktemp("report-real")
-    plan = _write_plan(root / "plan")
-    recipe = load_recipe(plan.parent / "recipes" / "alpha.yaml")
-    dirs = []
-    for seed in (0, 1):
-        r = apply_overrides(
-            recipe,
-            {
-                "train.seed": seed,
-                "train.time_budget": "1m",
-                "train.budget_clock": "cpu",
-                "train.num_threads": 1,
-            },
-        )
-        out = root / "runs" / f"alpha-s{seed}"
-        train(r, data=synthetic_data(), out_dir=out)
-        dirs.append(out)
-    return plan, dirs
-
-
-@pytest.mark.slow
-def test_compare_report_on_real_runs(trained_runs, tmp_path, capsys):
-    plan, dirs = trained_runs
-    out = tmp_path / "report.md"
-    figures = tmp_path / "figs"
-    args = ["compare", *map(str, dirs), "--report", str(out), "--figures", str(figures)]
-    code, stdout, stderr = run_cli([*args, "--plan", str(plan)], capsys)
-    assert code == 0, stderr
-    assert stdout.startswith("| run | model | params |")  # the plain table still comes first
-    assert "alpha-s0" in stdout and "alpha-s1" in stdout
-    report = build_report(dirs, load_spec(plan))
-    row = report.rows[0]
-    metrics = [json.loads((d / "metrics.json").read_text()) for d in dirs]
-    expected = [100 * m["test"]["accuracy"] for m in metrics]
-    assert [r.seed for r in row.runs] == [0, 1]
-    assert math.isclose(row.stat("private").mean, sum(expected) / 2)
-    assert math.isclose(row.cpu_minutes.mean, sum(m["cpu_time_s"] for m in metrics) / 120)
-    text = out.read_text()
-    assert f"{row.stat('private').mean:.2f}" in text
-    assert {p.name for p in figures.glob("*.png")} == {
-        "reproduction_first.png",
-        "reproduction_second.png",
-    }
-
-
 def test_compare_report_errors_are_one_line(tmp_path, capsys, plan):
-    run = _fake_run(tmp_path / "alpha-s0", plan.parent / "recipes" / "alpha.yaml", 0, 0.5, 0.5)
+    run = _fake_run(tmp_path / "alpha-s0", plan, "alpha", 0, 0.5, 0.5)
     missing = tmp_path / "nope.yaml"
     args = ["compare", str(run), "--report", str(tmp_path / "r.md"), "--plan", str(missing)]
     code, _, stderr = run_cli(args, capsys)
@@ -398,29 +409,56 @@ def test_compare_report_errors_are_one_line(tmp_path, capsys, plan):
 def test_real_plan_rows_follow_the_papers_tables():
     spec = load_spec(PLAN)
     assert [p.key for p in spec.papers] == ["jahromi", "luo", "deep_emotion", "caciolai", "meen"]
-    assert [len(p.configurations) for p in spec.papers] == [8, 2, 2, 5, 9]
-    assert spec.budget == "5m" and spec.budget_clock == "cpu"
-    # Two seeds where the paper claims a gain of under 2 points.
+    assert [len(p.configurations) for p in spec.papers] == [8, 2, 3, 5, 9]
+    assert set(spec.schedules) == {"paper", "5m"} and spec.default_schedule == "paper"
+    paper = spec.schedule("paper")
+    assert paper.budget == (None, "wall") and paper.precision == "bf16"
+    assert spec.schedule("5m").budget == ("5m", "cpu")
+    # Two seeds where the paper claims a difference of under 2 points.
     for c in spec.configurations():
         if c.paper in ("luo", "caciolai", "meen"):
             assert c.seeds == 2, c.id
+    rows = {c.id: c for c in spec.configurations()}
+    assert rows["huo_deep_emotion"].paper_accuracy == 61.385
+    assert rows["minaee_ferg"].paper_accuracy == 99.3 and not rows["minaee_ferg"].trained
+    # one precision check per architecture family that trains on the CPU in stage "required"
+    families = {c.recipe for c in paper.checks if c.kind == "precision"}
+    assert families == {"jahromi_medium", "caciolai_deep_emotion", "meen_small_vgg19"}
     report = build_report([], spec)
     assert all(row.paper_accuracy is not None for row in report.rows)
     assert all(row.problem == "" for row in report.rows)
     text = render_markdown(report, {}, ROOT / "docs" / "reproduction.md")
-    assert text.count("not run yet") >= len(report.rows)
+    assert "No row has a finished run yet" in text
     for c in spec.configurations():
         assert f"| {c.label}<br>`{c.recipe}` |" in text
+
+
+def test_real_recipes_state_what_the_papers_state():
+    spec = load_spec(PLAN)
+    for name in (
+        "caciolai_deep_emotion",
+        "caciolai_deep_emotion_nostn",
+        "caciolai_deep_emotion_msa",
+    ):
+        recipe = spec.load(name)
+        assert recipe.data.labels == "ferplus-majority", name  # "I have employed [FER+]"
+        assert "FER2013" not in recipe.paper.reported_on
+        # the first campaign's runs stay countable under the 5m schedule
+        assert spec.load(name, spec.schedule("5m")).data.labels == "fer2013"
+    for name in ("jahromi_deep", "jahromi_deep_aug"):
+        recipe = spec.load(name)
+        assert recipe.optim.weight_decay > 0 and recipe.optim.weight_decay_on == ["head."]
 
 
 def test_every_recipe_of_the_plan_loads_and_names_a_registered_model():
     spec = load_spec(PLAN)
     names = {n for c in spec.configurations() for n in (c.recipe, c.cpu_recipe)}
-    names.add(spec.face_network)
+    names |= {spec.face_network, spec.gpu_face_network}
     models = set(list_models())
     for name in sorted(names):
-        recipe = load_recipe(spec.recipe_path(name))
-        assert recipe.model.name in models, name
+        for sched in spec.schedules.values():
+            recipe = spec.load(name, sched)
+            assert recipe.model.name in models, name
     for c in spec.configurations():
         if c.cpu_recipe != c.recipe:  # a smaller variant of the same network and protocol
             paper, cpu = spec.load(c.recipe), spec.load(c.cpu_recipe)
@@ -445,58 +483,78 @@ def test_dry_run_lists_every_configuration(tmp_path, capsys):
     out = capsys.readouterr().err
     spec = load_spec(PLAN)
     for c in spec.configurations():
-        if not c.run_on_cpu:  # listed with the GPU-only configurations instead
-            assert f"{c.cpu_recipe}-s0" not in out
+        if not c.trained:
+            continue
+        if not c.run_on_cpu:
+            assert f"{c.recipe}-s0" not in out
             continue
         assert f"{c.cpu_recipe}-s0" in out and c.label in out
         if c.seeds == 2:
             assert f"{c.cpu_recipe}-s1" in out
-    assert f"{spec.face_network}-s0" in out
+    assert f"{spec.face_network}-s0" in out and "jahromi_medium-fp32-s0" in out
     for g in spec.gpu_only:
         assert g.configuration in out
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
 
 
-def test_plan_states_only_and_seeds(plan, tmp_path):
+def test_runner_order_states_only_seeds_and_gpu(plan, tmp_path):
     reproduce = _runner()
     spec = load_spec(plan)
-    out = tmp_path / "runs"
-    runs = reproduce.plan_runs(spec, out, [], None)
+    sched, out = spec.schedule(), tmp_path / "runs"
+    runs = reproduce.plan_runs(spec, sched, out, [], None)
+    # seed 0 of the required rows, the checks, seed 0 of the variants, other seeds, long rows
     assert [r.out.name for r in runs] == [
         "alpha-s0",
+        "alpha-fp32-s0",
+        "alpha-lr-s0",
         "beta-s0",
-        "gamma_small-s0",
         "alpha-s1",
         "beta-s1",
+        "gamma_small-s0",
     ]
     assert runs[0].rows == ["Alpha row", "Alpha in Table 2"]
-    _fake_run(out / "alpha-s0", plan.parent / "recipes" / "alpha.yaml", 0, 0.5, 0.5)
-    (out / "beta-s0").mkdir()
-    (out / "beta-s0" / "last.pt").write_bytes(b"")
+    _fake_run(out / "alpha-s0", plan, "alpha", 0, 0.5, 0.5)
+    (out / "alpha-fp32-s0").mkdir()
+    (out / "alpha-fp32-s0" / "last.pt").write_bytes(b"")
     assert [r.state for r in runs[:3]] == ["done", "resume", "new"]
-    only = reproduce.plan_runs(spec, out, ["second"], 3)
+    only = reproduce.plan_runs(spec, sched, out, ["second"], 3)
     assert [r.out.name for r in only] == ["gamma_small-s0", "gamma_small-s1", "gamma_small-s2"]
+    gpu = reproduce.plan_runs(spec, sched, out, [], None, gpu=True)
+    assert [r.out.name for r in gpu] == ["gamma-s0"]
     with pytest.raises(FerlabError, match="--only nothing"):
-        reproduce.plan_runs(spec, out, ["nothing"], None)
+        reproduce.plan_runs(spec, sched, out, ["nothing"], None)
 
 
-def test_runner_skips_a_run_finished_meanwhile_by_another_runner(plan, tmp_path, monkeypatch):
+def test_runner_estimates_from_measured_epoch_times(plan, tmp_path):
+    reproduce = _runner()
+    spec = load_spec(plan)
+    timed = tmp_path / "timed"
+    _fake_run(timed / "alpha-s0", plan, "alpha", 0, 0.5, 0.5, epochs=2)  # 10 s per epoch
+    sched = spec.schedule()
+    object.__setattr__(sched, "timings", timed)
+    runs = reproduce.plan_runs(spec, sched, tmp_path / "runs", ["a"], 1)
+    assert [(r.out.name, r.estimate_s) for r in runs][:1] == [("alpha-s0", 30.0)]
+
+
+def test_runner_skips_a_run_finished_meanwhile(plan, tmp_path, monkeypatch):
     reproduce = _runner()
     spec, out = load_spec(plan), tmp_path / "runs"
-    runs = reproduce.plan_runs(spec, out, ["first"], 1)
+    sched = spec.schedule()
+    runs = reproduce.plan_runs(spec, sched, out, ["first"], 1)
     trained = []
 
     def fake_train(run, *args):
         trained.append(run.out.name)
-        if run.out.name == "alpha-s0":  # meanwhile, a second runner finishes beta-s0
-            _fake_run(out / "beta-s0", plan.parent / "recipes" / "beta.yaml", 0, 0.5, 0.5)
-        return "time_budget"
+        if run.out.name == "alpha-s0":  # meanwhile, another runner finishes the checks
+            for name, check in (("alpha-fp32-s0", "fp32"), ("alpha-lr-s0", "lr")):
+                _fake_run(out / name, plan, "alpha", 0, 0.5, 0.5, check=check)
+        return "completed"
 
     monkeypatch.setattr(reproduce, "train_run", fake_train)
-    args = reproduce.argparse.Namespace(no_report=True, threads=1, out=out)
+    args = reproduce.argparse.Namespace(no_report=True, threads=1, gpu=False)
     console = reproduce.Console(stderr=True)
-    assert reproduce._campaign(args, spec, runs, "1m", "cpu", console) == 0
-    assert trained == ["alpha-s0"]
+    assert reproduce._campaign(args, spec, sched, out, runs, console) == 0
+    assert trained == ["alpha-s0", "beta-s0"]
 
 
 @pytest.mark.slow
@@ -504,16 +562,42 @@ def test_runner_trains_resumes_nothing_twice_and_writes_the_report(plan, tmp_pat
     reproduce = _runner()
     out, report = tmp_path / "runs", tmp_path / "report.md"
     args = ["--plan", str(plan), "--out", str(out), "--report", str(report), "--threads", "1"]
+    args += ["--schedule", "short"]
     assert reproduce.main([*args, "--only", "a", "--seeds", "1"]) == 0
     run = out / "alpha-s0"
     assert (run / "metrics.json").is_file()
     sessions = json.loads((run / "machine.json").read_text())["sessions"]
     assert len(sessions) == 1 and sessions[0]["threads"] == 1
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["train"]["time_budget"] == "1m" and config["train"]["budget_clock"] == "cpu"
+    assert config["train"]["time_budget"] == "1m" and config["train"]["seed"] == 0
     text = report.read_text()
     assert "| Alpha row<br>`alpha` |" in text and "(n=1)" in text
     capsys.readouterr()
     assert reproduce.main([*args, "--only", "a", "--seeds", "1"]) == 0  # nothing left to train
     assert "1 done" in capsys.readouterr().err
     assert len(json.loads((run / "machine.json").read_text())["sessions"]) == 1
+
+
+@pytest.mark.slow
+def test_compare_report_on_real_runs(plan, tmp_path, capsys):
+    from ferlab.engine import train
+
+    spec = load_spec(plan)
+    dirs = []
+    for seed in (0, 1):
+        r = apply_overrides(
+            spec.load("alpha", spec.schedule()), {"train.seed": seed, "train.num_threads": 1}
+        )
+        out = tmp_path / "runs" / f"alpha-s{seed}"
+        train(r, data=synthetic_data(), out_dir=out)
+        dirs.append(out)
+    report_path = tmp_path / "report.md"
+    args = ["compare", *map(str, dirs), "--report", str(report_path), "--plan", str(plan)]
+    code, stdout, stderr = run_cli(args, capsys)
+    assert code == 0, stderr
+    assert stdout.startswith("| run | model | params |")  # the plain table still comes first
+    report = build_report(dirs, spec)
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in dirs]
+    expected = sum(100 * m["test"]["accuracy"] for m in metrics) / 2
+    assert math.isclose(report.row("a").stat().mean, expected)
+    assert f"{expected:.2f}" in report_path.read_text()

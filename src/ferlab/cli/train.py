@@ -384,7 +384,8 @@ def compare_cmd(
         None,
         "--report",
         help="Also write the reproduction report (Markdown, e.g. docs/reproduction.md): one row "
-        "per configuration of the papers' tables, the runs' mean ± s.d. over seeds.",
+        "per configuration of the papers' tables, the runs' mean ± s.d. over seeds beside the "
+        "paper's number, and conclusions computed from the runs.",
     ),
     figures: Path | None = typer.Option(
         None, "--figures", help="Folder of the report's figures (default: figures/ beside it)."
@@ -392,7 +393,18 @@ def compare_cmd(
     plan: Path = typer.Option(
         Path("benchmarks/reproduction.yaml"),
         "--plan",
-        help="The report's configurations, notes and conclusions.",
+        help="The report's configurations, schedules and side checks.",
+    ),
+    schedule: str | None = typer.Option(
+        None,
+        "--schedule",
+        help="Which of the plan's schedules the runs follow (default: the plan's, 'paper').",
+    ),
+    embed: list[Path] = typer.Option(
+        [],
+        "--embed",
+        help="A doc whose <!-- reproduction: PAPER --> blocks get the same paper sections "
+        "(repeatable), e.g. docs/facial_attention.md.",
     ),
 ) -> None:
     """Compare runs as a Markdown table: model, parameters, time, val/test and paper accuracy.
@@ -419,7 +431,7 @@ def compare_cmd(
     if json_out is not None:
         json_out.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
     if report is not None:
-        from ferlab.engine.report import write_report
+        from ferlab.report import write_report
 
-        write_report(run_dirs, plan, report, figures)
+        write_report(run_dirs, plan, report, figures, schedule=schedule, embed=embed)
         typer.echo(f"wrote {report}", err=True)

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["confusion", "curves", "misclassified"]
+__all__ = ["confusion", "curves", "misclassified", "pyplot"]
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -26,7 +27,7 @@ def confusion(
     cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path, title: str = ""
 ) -> None:
     """Counts (left) and row-normalised rates (right) of a confusion matrix."""
-    plt = _pyplot()
+    plt = pyplot()
     counts = torch.tensor(cm, dtype=torch.float64)
     rates = counts / counts.sum(1, keepdim=True).clamp(min=1)
     k = len(classes)
@@ -60,7 +61,7 @@ def confusion(
 
 def curves(history: Sequence[dict], path: str | Path) -> None:
     """Loss and accuracy per epoch, training against validation."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [float(r["epoch"]) for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
@@ -93,7 +94,7 @@ def misclassified(
     The grid is assembled as one mosaic image and drawn with a single ``imshow``: one axes per
     thumbnail would make this the slowest step of a short run.
     """
-    plt = _pyplot()
+    plt = pyplot()
     k = len(classes)
     h, w = images.shape[-2:]
     gap = 2

@@ -76,9 +76,9 @@ def save_tiles(
     dpi: int = 100,
 ) -> Path:
     """Draw rows of captioned images as one PNG (rows may differ in length)."""
-    from ferlab.engine.plots import _pyplot
+    from ferlab.engine.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
     width = tile_inches * n_cols + (0.8 if row_labels else 0)
     height = (tile_inches + 0.3) * n_rows + (0.4 if title else 0)
@@ -165,9 +165,9 @@ def attention_figure(
 
 def se_figure(model: Any, face: np.ndarray, path: str | Path) -> Path:
     """Bar chart of every squeeze-and-excitation layer's channel gates for the face."""
-    from ferlab.engine.plots import _pyplot
+    from ferlab.engine.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     gates = se_channel_weights(model, face)
     fig, axes = plt.subplots(len(gates) + 1, 1, figsize=(7, 1.6 * (len(gates) + 1)), squeeze=False)
     axes[0][0].imshow(_rgb(face))

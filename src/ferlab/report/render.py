@@ -1,0 +1,470 @@
+"""The reproduction report as Markdown and figures, and its sections embedded in other docs."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from ferlab.engine.recipe import Recipe
+from ferlab.errors import DataError
+from ferlab.report.build import (
+    COLLAPSED,
+    GAP_POINTS,
+    Report,
+    Row,
+    Stat,
+    build_report,
+    compare_rows,
+    conclusions,
+    gap,
+    mean_sd,
+)
+from ferlab.report.plan import CHECK_KINDS, load_spec
+from ferlab.report.runs import RunRecord
+
+__all__ = ["draw_figures", "embed_sections", "protocol_text", "render_markdown", "write_report"]
+
+
+def protocol_text(recipe: Recipe) -> str:
+    """The training protocol of a recipe in one line: epochs, batch, optimiser, schedule."""
+    t, o, s = recipe.train, recipe.optim, recipe.schedule
+    epochs = f"{t.epochs} epochs"
+    if t.early_stopping:
+        epochs += f" (early stopping after {t.early_stopping})"
+    optimiser = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}[o.name]
+    if o.name == "sgd":
+        optimiser += f"{' Nesterov' if o.nesterov else ''} momentum {o.momentum:g}"
+    optimiser += f", lr {o.lr:g}"
+    if o.weight_decay:
+        on = "" if o.weight_decay_on is None else f" on {', '.join(o.weight_decay_on)}"
+        optimiser += f", weight decay {o.weight_decay:g}{on}"
+    at = "/".join(f"{100 * m:g}" for m in s.milestones)
+    schedules = {
+        "constant": "constant lr",
+        "step": f"lr ×{s.gamma:g} at {at} % of training",
+        "plateau": f"lr ×{s.factor:g} after {s.patience} epochs without gain",
+        "cosine": "cosine lr decay",
+    }
+    parts = [epochs, f"batch {t.batch_size}", optimiser, schedules.get(s.kind, "one-cycle lr")]
+    if recipe.data.labels != "fer2013":
+        parts.append(f"{recipe.data.labels} labels")
+    if recipe.eval.tta != "none":
+        parts.append(f"{recipe.eval.tta.replace('_', '-')} test-time augmentation")
+    return "; ".join(parts)
+
+
+def _cell(text: object) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _acc(stat: Stat) -> str:
+    if stat.mean is None:
+        return "—"
+    if stat.sd is None:
+        return f"{stat.mean:.2f} (n={stat.n})"
+    return f"{stat.mean:.2f} ± {stat.sd:.2f} (n={stat.n})"
+
+
+def _condensed(text: str, least: int = 80, limit: int = 240) -> str:
+    """The first sentences of ``text`` up to about ``least`` characters, cut at ``limit``."""
+    out = ""
+    for sentence in re.split(r"(?<=\.)\s+", " ".join(text.split())):
+        out = f"{out} {sentence}".strip()
+        if len(out) >= least:
+            break
+    return out if len(out) <= limit else out[: limit - 1].rstrip() + "…"
+
+
+def _rel(path: str | Path, report_path: str | Path) -> str:
+    """``path`` relative to the report's folder, with forward slashes (a Markdown link)."""
+    start = Path(report_path).resolve().parent
+    return Path(os.path.relpath(Path(path).resolve(), start)).as_posix()
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _progress(run: RunRecord, planned: int | None) -> str:
+    best = max((h.get("val_acc", 0.0) for h in run.history), default=None)
+    epochs = "0" if run.epochs is None else f"{run.epochs:g}"
+    text = f"epoch {epochs} of {planned or '?'}"
+    if best is not None:
+        text += f", best PublicTest so far {100 * best:.2f} %"
+    return text
+
+
+def _ours(row: Row, report: Report) -> tuple[str, str]:
+    """(PrivateTest cell, PublicTest cell) of a row."""
+    c = row.config
+    if not c.trained:
+        return "no run possible", "—"
+    if not c.run_on_cpu:
+        g = next((g for g in report.spec.gpu_only if c.id in g.rows), None)
+        text = "needs a GPU" + (f" ({g.expected_time})" if g else "")
+        return text, "—"
+    planned = row.cpu_recipe.train.epochs if row.cpu_recipe else None
+    if not row.runs:
+        if row.unfinished:
+            return "pending: " + "; ".join(_progress(r, planned) for r in row.unfinished), "—"
+        return "pending (not started)", "—"
+    private = _acc(row.stat())
+    if row.unfinished:
+        private += f"; {len(row.unfinished)} more seed(s) running"
+    elif len(row.runs) < c.seeds:
+        private += f"; {c.seeds - len(row.runs)} more seed(s) planned"
+    return private, _acc(row.stat("public"))
+
+
+def _training(row: Row) -> str:
+    if not row.runs:
+        return "—"
+    epochs = ", ".join(f"{r.epochs:g}" for r in row.runs)
+    stops = sorted({r.stop_reason.replace("_", " ") for r in row.runs})
+    precision = sorted({r.precision for r in row.runs})
+    machines = sorted({r.machine for r in row.runs if r.machine})
+    return "; ".join([f"{epochs} epochs ({', '.join(stops)})", "/".join(precision), *machines])
+
+
+def _gap_cells(report: Report, row: Row) -> tuple[str, str, str]:
+    g = gap(report, row)
+    if g.diff is None:
+        return "—", "—", g.verdict
+    spread = "one seed" if g.within_spread is None else ("yes" if g.within_spread else "no")
+    why = g.verdict if not g.findings else f"{g.verdict}: " + "; ".join(g.findings)
+    return f"{g.diff:+.2f}", spread, why
+
+
+def _note(row: Row) -> str:
+    c = row.config
+    parts = [f"Recipe problem: {row.problem}."] if row.problem else []
+    if not row.same_network and c.run_on_cpu:
+        parts.append(f"Ours: `{c.cpu_recipe}` (the CPU-size network).")
+    if c.note:
+        parts.append(c.note)
+    elif row.recipe is not None and row.recipe.paper.notes:
+        parts.append(_condensed(row.recipe.paper.notes))
+    return " ".join(parts)
+
+
+_TABLE_HEAD = (
+    "| configuration | paper % | paper's protocol (as stated) | ours: PrivateTest % | "
+    "ours − paper | paper within 2 s.d.? | gap explained? | ours: PublicTest % | "
+    "our training | note |\n|---|---:|---|---|---:|---|---|---|---|---|"
+)
+
+
+def _row_line(report: Report, row: Row) -> str:
+    c = row.config
+    paper = "—" if row.paper_accuracy is None else f"{row.paper_accuracy:g}"
+    protocol = "—" if row.recipe is None else protocol_text(row.recipe)
+    if row.reported_on:
+        protocol += f". Reported on: {row.reported_on}"
+    private, public = _ours(row, report)
+    diff, spread, why = _gap_cells(report, row)
+    cells = [
+        f"{c.label}<br>`{c.recipe}`",
+        paper,
+        protocol,
+        private,
+        diff,
+        spread,
+        why,
+        public,
+        _training(row),
+        _note(row),
+    ]
+    return "| " + " | ".join(_cell(x) for x in cells) + " |"
+
+
+def _gpu_lines(report: Report, rows: Sequence[Row]) -> list[str]:
+    lines = []
+    for row in rows:
+        if row.gpu_runs:
+            s = mean_sd(100 * r.private for r in row.gpu_runs if r.private is not None)
+            lines.append(
+                f"- {row.config.label}, `{row.config.recipe}` on a GPU: PrivateTest {_acc(s)} "
+                f"(paper {row.paper_accuracy:g} %)"
+            )
+    return lines
+
+
+def paper_section(
+    report: Report, key: str, figures: dict[str, Path], doc_path: str | Path, level: int = 2
+) -> list[str]:
+    """One paper's table, figure and comparisons (also embedded in other docs)."""
+    paper = next(p for p in report.spec.papers if p.key == key)
+    rows = report.rows_of(key)
+    lines = [f"{'#' * level} {paper.title}", ""]
+    if paper.hardware:
+        lines += [f"Hardware as stated: {paper.hardware}.", ""]
+    lines += [_TABLE_HEAD, *(_row_line(report, r) for r in rows), ""]
+    lines += _gpu_lines(report, rows)
+    comparisons = [c for c in compare_rows(report) if c.row.config.paper == key]
+    if comparisons:
+        lines += [
+            "| configuration | against | addition | Δ PrivateTest (points) | verdict | paper's Δ |",
+            "|---|---|---|---:|---|---:|",
+        ]
+        for cmp in comparisons:
+            delta = "—" if cmp.delta is None else f"{cmp.delta:+.2f}"
+            if cmp.se is not None:
+                delta += f" (s.e. {cmp.se:.2f})"
+            paper_delta = "—" if cmp.paper_delta is None else f"{cmp.paper_delta:+.2f}"
+            cells = [
+                cmp.row.config.label,
+                cmp.baseline.config.label,
+                cmp.row.config.change,
+                delta,
+                cmp.verdict,
+                paper_delta,
+            ]
+            lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+        lines.append("")
+    if key in figures:
+        lines += [
+            f"![{paper.title}: PublicTest accuracy per epoch]({_rel(figures[key], doc_path)})",
+            "",
+            "*Lines: each run's PublicTest accuracy after every epoch (where the checkpoint is"
+            " selected); dots: its final PrivateTest accuracy; dashed: the paper's numbers, on"
+            " the paper's own test protocol.*",
+            "",
+        ]
+    return lines
+
+
+def _machines(report: Report) -> str:
+    runs = report.runs()
+    precisions: dict[str, int] = {}
+    for r in runs:
+        precisions[r.precision or "?"] = precisions.get(r.precision or "?", 0) + 1
+    cpus = sorted({r.machine.split(",")[0] for r in runs if r.machine})
+    if not runs:
+        return "No run has finished yet."
+    return (
+        "Precision: "
+        + ", ".join(f"{k} in {n} run(s)" for k, n in sorted(precisions.items()))
+        + ". Machines: "
+        + ("; ".join(cpus) or "not recorded")
+        + "."
+    )
+
+
+def render_markdown(report: Report, figures: dict[str, Path], report_path: str | Path) -> str:
+    """The report as Markdown; ``figures`` maps a paper key to its PNG (linked relatively)."""
+    spec, sched = report.spec, report.schedule
+    finished, pending = report.runs(), report.pending()
+    budget, clock = sched.budget
+    training = (
+        f"every run trains for {budget} of {'CPU' if clock == 'cpu' else 'wall-clock'} time"
+        if budget
+        else "every run follows its recipe's own schedule (epochs, early stopping, learning-rate"
+        " schedule, batch); no time budget"
+    )
+    lines = [
+        "# Reproduction: the papers' numbers beside ours",
+        "",
+        "<!-- Generated by `ferlab compare RUN_DIR... --report` from run folders and"
+        f" {_shown(spec.path)} (schedule {sched.name}); do not edit by hand. -->",
+        "",
+        f"Generated {report.generated} from {len(finished)} finished run(s)"
+        + (f" and {len(pending)} unfinished" if pending else "")
+        + f", schedule **{sched.name}**: {sched.description}",
+        "",
+        "**Protocol (ours).** Train on FER2013 Training (FER+ labels where the protocol column"
+        " says so), select the checkpoint on PublicTest, evaluate PrivateTest once with the"
+        f" recipe's test-time augmentation; {training}. {_machines(report)}",
+        "",
+        "**Reading the tables.** Accuracies in percent: mean over seeds ± the sample standard"
+        " deviation, n seeds. *ours − paper* is our PrivateTest mean minus the paper's number;"
+        " *paper within 2 s.d.* says whether the paper's number lies within two standard"
+        " deviations of our seeds' mean. A row more than"
+        f" {GAP_POINTS:g} points from the paper gets the run-backed findings about its gap"
+        " (side checks of precision, learning rate and label set, the network size, the"
+        " schedule, collapse to one class) or *not explained*. A run has collapsed when it gives"
+        f" one class to more than {100 * COLLAPSED:.0f} % of PrivateTest.",
+        "",
+    ]
+    for paper in spec.papers:
+        lines += paper_section(report, paper.key, figures, report_path)
+    if report.checks:
+        lines += [
+            "## Side checks",
+            "",
+            "The same recipe with one thing changed; each is compared with the schedule's own"
+            " runs of that recipe.",
+            "",
+            "| check | recipe | changed | PrivateTest % | the recipe's own runs % | rows it"
+            " tests |",
+            "|---|---|---|---|---|---|",
+        ]
+        for result in report.checks:
+            main = next(
+                (r.stat() for r in report.rows if r.config.cpu_recipe == result.check.recipe),
+                Stat(0, None, None),
+            )
+            ours = _acc(result.stat())
+            if result.stat().mean is None:
+                ours = "pending" + (
+                    ": " + _progress(result.unfinished[0], result.recipe.train.epochs)
+                    if result.unfinished and result.recipe
+                    else ""
+                )
+            cells = [
+                CHECK_KINDS[result.check.kind],
+                f"`{result.check.recipe}`",
+                ", ".join(f"{k}: {v}" for k, v in result.check.overrides.items()),
+                ours,
+                _acc(main),
+                ", ".join(result.check.explains),
+            ]
+            lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+        lines.append("")
+    lines += ["## Conclusions", "", "*Computed from the runs above.*", ""]
+    lines += [f"- {c}" for c in conclusions(report)]
+    lines.append("")
+    if spec.gpu_only:
+        lines += [
+            "## Configurations that need a GPU",
+            "",
+            "The papers' full-size networks; one command trains them on a CUDA machine into"
+            f" `{_shown(sched.out)}/` (from the repository root, data beside the checkout as the"
+            " recipes expect), after which regenerating this report fills their rows.",
+            "",
+        ]
+        for g in spec.gpu_only:
+            lines += [
+                f"### {g.configuration}",
+                "",
+                f"{g.why} GPU time: {g.expected_time}.",
+                "",
+                "```bash",
+                g.commands,
+                "```",
+                "",
+            ]
+    if report.not_counted:
+        lines += ["## Runs not counted", ""]
+        lines += [f"- `{_shown(p)}`: {_cell(why)}" for p, why in report.not_counted]
+        lines.append("")
+    if report.unrelated:
+        lines += ["## Runs outside the papers' tables", ""]
+        lines += [f"- `{_shown(r.path)}` ({r.name}, seed {r.seed})" for r in report.unrelated]
+        lines.append("")
+    out = _shown(sched.out)
+    lines += [
+        "## How to run",
+        "",
+        "```bash",
+        "# the campaign, one thread, in the background; the same command resumes it (finished runs"
+        " are skipped, unfinished ones continue from their last.pt)",
+        f"OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule {sched.name}"
+        " --no-report > reproduce.log 2>&1 &",
+        f"python benchmarks/reproduce.py --schedule {sched.name} --dry-run   # state, estimate",
+        f"ferlab compare {out}/* --report {_shown(sched.report)} --schedule {sched.name}",
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def draw_figures(report: Report, folder: str | Path) -> dict[str, Path]:
+    """One PNG per paper: each run's PublicTest accuracy per epoch beside the paper's numbers."""
+    from matplotlib.lines import Line2D
+
+    from ferlab.engine.plots import pyplot
+
+    plt = pyplot()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for paper in report.spec.papers:
+        rows = [r for r in report.rows_of(paper.key) if r.config.trained]
+        colours = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
+        fig, ax = plt.subplots(figsize=(8.5, 4.2))
+        handles = []
+        for i, row in enumerate(rows):
+            colour = colours(i % colours.N)
+            label = row.config.label
+            if row.paper_accuracy is not None:
+                ax.axhline(row.paper_accuracy, color=colour, ls="--", lw=1.0, alpha=0.8)
+            for run in (*row.runs, *row.unfinished):
+                points = [(h["epoch"], 100 * h["val_acc"]) for h in run.history if "val_acc" in h]
+                if points:
+                    xs, ys = zip(*points, strict=True)
+                    ax.plot(xs, ys, color=colour, lw=0.8, alpha=0.6)
+                if run.finished and run.private is not None and run.epochs is not None:
+                    ax.scatter([run.epochs], [100 * run.private], color=colour, s=18)
+            if not row.runs:
+                label += " (pending)" if row.config.run_on_cpu else " (needs a GPU)"
+            handles.append(Line2D([], [], color=colour, ls="--", marker="o", label=label))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(paper.title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        fig.tight_layout()
+        path = folder / f"reproduction-{report.schedule.name}_{paper.key}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        out[paper.key] = path
+    return out
+
+
+_MARK = re.compile(
+    r"(<!-- reproduction: (?P<key>[\w-]+) -->\n)(?P<body>.*?)(<!-- end reproduction: (?P=key) -->)",
+    re.S,
+)
+
+
+def embed_sections(report: Report, figures: dict[str, Path], doc: str | Path) -> None:
+    """Replace each ``<!-- reproduction: KEY -->`` … ``<!-- end reproduction: KEY -->`` block
+    of ``doc`` by that paper's section of the report, so that both show the same numbers."""
+    doc = Path(doc)
+    text = doc.read_text(encoding="utf-8")
+    keys = {p.key for p in report.spec.papers}
+
+    def replace(m: re.Match) -> str:
+        if m["key"] not in keys:
+            raise DataError(f"no paper '{m['key']}' in the plan", path=doc)
+        body = paper_section(report, m["key"], figures, doc, level=3)
+        note = (
+            f"*Generated {report.generated} by `ferlab compare` from the runs of"
+            f" docs/reproduction.md (schedule {report.schedule.name}); do not edit by hand.*"
+        )
+        return m.group(1) + "\n".join([note, "", *body]) + "\n" + m.group(4)
+
+    new, n = _MARK.subn(replace, text)
+    if n == 0:
+        raise DataError("no <!-- reproduction: KEY --> block to fill", path=doc)
+    doc.write_text(new, encoding="utf-8")
+
+
+def write_report(
+    run_dirs: Iterable[str | Path],
+    spec_path: str | Path,
+    report_path: str | Path,
+    figures_dir: str | Path | None = None,
+    *,
+    schedule: str | None = None,
+    embed: Sequence[str | Path] = (),
+) -> Report:
+    """Build the report from run folders and write it (Markdown) with its figures.
+
+    Figures go to ``figures_dir`` (default: ``figures/`` beside the report); ``embed``: docs
+    whose ``<!-- reproduction: KEY -->`` blocks get the same paper sections.
+    """
+    report = build_report(run_dirs, load_spec(spec_path), schedule)
+    report_path = Path(report_path)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    figures = draw_figures(report, figures_dir or report_path.parent / "figures")
+    report_path.write_text(render_markdown(report, figures, report_path), encoding="utf-8")
+    for doc in embed:
+        embed_sections(report, figures, doc)
+    return report
