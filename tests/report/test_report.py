@@ -341,9 +341,9 @@ def test_embedded_sections_show_the_same_numbers(plan, fake_runs, tmp_path):
     embed_sections(report, {}, doc)
     text = doc.read_text()
     assert "old" not in text and text.startswith("# Doc\n\nbefore\n") and text.endswith("after\n")
-    assert "### First paper, Table 1" in text and "62.00 ± 2.83 (n=2)" in text
+    assert "#### First paper, Table 1" in text and "62.00 ± 2.83 (n=2)" in text
     doc.write_text("no markers")
-    with pytest.raises(DataError, match="no <!-- reproduction: KEY --> block"):
+    with pytest.raises(DataError, match="no <!-- reproduction: KEY --> block for schedule full"):
         embed_sections(report, {}, doc)
 
 

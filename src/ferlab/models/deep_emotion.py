@@ -10,7 +10,7 @@ it:
   are then followed by a dropout layer and two fully-connected layers. The spatial transformer (the
   localization network) consists of two convolution layers (each followed by max-pooling and
   ReLU), and two fully-connected layers"; trained with cross-entropy and Adam with L2
-  regularisation. Their reproduction reached 61.4 % training and 44.9 % validation accuracy.
+  regularisation. Their reproduction reached 61.385 % training and 44.920 % validation accuracy.
 * Caciolai, "Facial Emotion Recognition" (seminar report): his *baseline* is this CNN without the
   transformer (60.61 % test accuracy), the reproduced Deep-Emotion scored 66.05 % and adding his
   Multiple Self-Attention (MSA) module 67.86 % — trained on the FER+ relabelling of FER2013 with

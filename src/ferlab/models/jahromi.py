@@ -31,8 +31,10 @@ counts land on the paper's (4.74 M, 2.44 M and 9.41 M at 1×48×48, 7 classes):
   the paper names dropout for the deep one without a rate).
 
 Differences from that code, on purpose: ReLU after the hidden FC layer (the paper states ReLU; the
-code used ELU and an extra batch norm there), and no built-in L2 term — the code's L2 penalty was
-on the FC activations, which in ferlab is the trainer's business (weight decay).
+code used ELU and an extra batch norm there), and no built-in L2 term: the paper's
+"L2-regularization [on] the fully connected layers" is the recipe's weight decay restricted to
+them (``optim.weight_decay_on: [head.]`` in ``recipes/jahromi_deep*.yaml``; the code penalised
+the FC activations instead).
 """
 
 from __future__ import annotations

@@ -130,6 +130,9 @@ class Report:
     not_counted: list[tuple[Path, str]]
     unrelated: list[RunRecord]
     generated: str
+    face_runs: list[RunRecord] = field(default_factory=list)
+    """Finished runs of the plan's face / non-face networks (the facial-attention rows' input)."""
+    pending_face: list[RunRecord] = field(default_factory=list)
 
     def rows_of(self, paper: str) -> list[Row]:
         return [r for r in self.rows if r.config.paper == paper]
@@ -150,9 +153,8 @@ class Report:
         return out + [r for c in self.checks for r in c.runs]
 
     def pending(self) -> list[RunRecord]:
-        return [r for row in self.unique_rows() for r in row.unfinished] + [
-            r for c in self.checks for r in c.unfinished
-        ]
+        rows = [r for row in self.unique_rows() for r in row.unfinished]
+        return rows + [r for c in self.checks for r in c.unfinished] + self.pending_face
 
 
 def _matches(run: RunRecord, reference: Recipe) -> str | None:
@@ -202,6 +204,8 @@ def build_report(
     unrelated: list[RunRecord] = []
     seen: set[Path] = set()
     seeds: dict[int, set[int]] = {}
+    face_runs: list[RunRecord] = []
+    pending_face: list[RunRecord] = []
     for run_dir in sorted(Path(d) for d in run_dirs):
         if run_dir.resolve() in seen:
             continue
@@ -210,6 +214,9 @@ def build_report(
             run = read_run(run_dir)
         except FerlabError as exc:
             not_counted.append((run_dir, str(exc)))
+            continue
+        if run.name in (spec.face_network, spec.gpu_face_network):
+            (face_runs if run.finished else pending_face).append(run)
             continue
         target = _place(run, rows, checks, sched, recipe, cpu_names, full_size)
         if isinstance(target, str):
@@ -243,6 +250,8 @@ def build_report(
         not_counted=not_counted,
         unrelated=unrelated,
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        face_runs=face_runs,
+        pending_face=pending_face,
     )
 
 

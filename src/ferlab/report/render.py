@@ -128,8 +128,16 @@ def _training(row: Row) -> str:
     epochs = ", ".join(f"{r.epochs:g}" for r in row.runs)
     stops = sorted({r.stop_reason.replace("_", " ") for r in row.runs})
     precision = sorted({r.precision for r in row.runs})
+    labels = sorted({r.label_mode for r in row.runs if r.label_mode})
     machines = sorted({r.machine for r in row.runs if r.machine})
-    return "; ".join([f"{epochs} epochs ({', '.join(stops)})", "/".join(precision), *machines])
+    return "; ".join(
+        [
+            f"{epochs} epochs ({', '.join(stops)})",
+            "/".join(precision),
+            *(f"{x} labels" for x in labels),
+            *machines,
+        ]
+    )
 
 
 def _gap_cells(report: Report, row: Row) -> tuple[str, str, str]:
@@ -195,6 +203,21 @@ def _gpu_lines(report: Report, rows: Sequence[Row]) -> list[str]:
     return lines
 
 
+def _face_lines(report: Report) -> list[str]:
+    """The face / non-face networks the facial-attention rows attend with."""
+    lines = []
+    for run in report.face_runs:
+        lines.append(
+            f"Face / non-face network `{run.name}` (seed {run.seed}, {run.epochs:g} epochs,"
+            f" {run.stop_reason.replace('_', ' ')}; {run.machine or run.device}): test accuracy"
+            f" {100 * (run.private or 0):.2f} %, validation {100 * (run.public or 0):.2f} % on"
+            " the face / non-face set's own splits; frozen in every attention model above."
+        )
+    for run in report.pending_face:
+        lines.append(f"Face / non-face network `{run.name}`: {_progress(run, None)}.")
+    return [*lines, ""] if lines else []
+
+
 def paper_section(
     report: Report, key: str, figures: dict[str, Path], doc_path: str | Path, level: int = 2
 ) -> list[str]:
@@ -206,6 +229,8 @@ def paper_section(
         lines += [f"Hardware as stated: {paper.hardware}.", ""]
     lines += [_TABLE_HEAD, *(_row_line(report, r) for r in rows), ""]
     lines += _gpu_lines(report, rows)
+    if any(r.cpu_recipe is not None and r.cpu_recipe.model.face_checkpoint for r in rows):
+        lines += _face_lines(report)
     comparisons = [c for c in compare_rows(report) if c.row.config.paper == key]
     if comparisons:
         lines += [
@@ -334,7 +359,8 @@ def render_markdown(report: Report, figures: dict[str, Path], report_path: str |
             "## Configurations that need a GPU",
             "",
             "The papers' full-size networks; one command trains them on a CUDA machine into"
-            f" `{_shown(sched.out)}/` (from the repository root, data beside the checkout as the"
+            f" `{_shown(spec.schedule().out)}/` (the {spec.default_schedule} schedule, from the"
+            " repository root, data beside the checkout as the"
             " recipes expect), after which regenerating this report fills their rows.",
             "",
         ]
@@ -418,31 +444,40 @@ def draw_figures(report: Report, folder: str | Path) -> dict[str, Path]:
 
 
 _MARK = re.compile(
-    r"(<!-- reproduction: (?P<key>[\w-]+) -->\n)(?P<body>.*?)(<!-- end reproduction: (?P=key) -->)",
+    r"(<!-- reproduction: (?P<key>[\w-]+)(?: (?P<schedule>[\w-]+))? -->\n)(?P<body>.*?)"
+    r"(<!-- end reproduction: (?P=key)(?: (?P=schedule))? -->)",
     re.S,
 )
 
 
 def embed_sections(report: Report, figures: dict[str, Path], doc: str | Path) -> None:
-    """Replace each ``<!-- reproduction: KEY -->`` … ``<!-- end reproduction: KEY -->`` block
-    of ``doc`` by that paper's section of the report, so that both show the same numbers."""
+    """Fill the ``<!-- reproduction: KEY [SCHEDULE] -->`` … ``<!-- end reproduction: ... -->``
+    blocks of ``doc`` that name the report's schedule (or none) with that paper's section of the
+    report, so that both show the same numbers. Blocks of other schedules are left alone."""
     doc = Path(doc)
     text = doc.read_text(encoding="utf-8")
     keys = {p.key for p in report.spec.papers}
+    name = report.schedule.name
+    found = []
 
     def replace(m: re.Match) -> str:
         if m["key"] not in keys:
             raise DataError(f"no paper '{m['key']}' in the plan", path=doc)
-        body = paper_section(report, m["key"], figures, doc, level=3)
+        if (m["schedule"] or report.spec.default_schedule) != name:
+            return m.group(0)
+        found.append(m["key"])
+        body = paper_section(report, m["key"], figures, doc, level=4)
         note = (
-            f"*Generated {report.generated} by `ferlab compare` from the runs of"
-            f" docs/reproduction.md (schedule {report.schedule.name}); do not edit by hand.*"
+            f"*Generated {report.generated} by `ferlab compare` (schedule {name}) from the runs"
+            " of the reproduction report; do not edit by hand.*"
         )
-        return m.group(1) + "\n".join([note, "", *body]) + "\n" + m.group(4)
+        return m.group(1) + "\n".join([note, "", *body]) + "\n" + m.group(5)
 
-    new, n = _MARK.subn(replace, text)
-    if n == 0:
-        raise DataError("no <!-- reproduction: KEY --> block to fill", path=doc)
+    new = _MARK.sub(replace, text)
+    if not found:
+        raise DataError(
+            f"no <!-- reproduction: KEY --> block for schedule {name} to fill", path=doc
+        )
     doc.write_text(new, encoding="utf-8")
 
 
