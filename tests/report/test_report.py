@@ -601,3 +601,23 @@ def test_compare_report_on_real_runs(plan, tmp_path, capsys):
     expected = sum(100 * m["test"]["accuracy"] for m in metrics) / 2
     assert math.isclose(report.row("a").stat().mean, expected)
     assert f"{expected:.2f}" in report_path.read_text()
+
+
+def test_seeds_with_the_same_accuracy_are_told_apart(plan, tmp_path):
+    dirs = [_fake_run(tmp_path / f"a{s}", plan, "alpha", s, 0.5, 0.5) for s in (0, 1)]
+    for d, diagonal in zip(dirs, ([3, 1], [2, 2]), strict=True):
+        metrics = json.loads((d / "metrics.json").read_text())
+        metrics["val"]["confusion"] = [[diagonal[0], 2], [0, diagonal[1]]]
+        (d / "metrics.json").write_text(json.dumps(metrics))
+    text = "\n".join(conclusions(build_report(dirs, load_spec(plan))))
+    assert "Seeds 0 and 1 of Alpha row have the same PublicTest accuracy (50.00 %, 4 images" in text
+    assert "(3, 1 against 2, 2 right), so the equal totals are a coincidence" in text
+
+
+def test_a_label_set_other_than_the_papers_is_a_finding(plan, tmp_path):
+    run = _fake_run(tmp_path / "a0", plan, "alpha", 0, 0.3, 0.3)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "label_mode": "ferplus-majority"}))
+    report = build_report([run], load_spec(plan))
+    findings = gap(report, report.row("a")).findings
+    assert "trained on ferplus-majority labels, the paper's on fer2013" in findings

@@ -148,9 +148,9 @@ class Report:
         return list(seen.values())
 
     def runs(self) -> list[RunRecord]:
-        """Every counted finished run: rows (once per recipe), checks and GPU lines."""
+        """Every counted finished run: rows (once per recipe), checks, GPU lines, face networks."""
         out = [r for row in self.unique_rows() for r in (*row.runs, *row.gpu_runs)]
-        return out + [r for c in self.checks for r in c.runs]
+        return out + [r for c in self.checks for r in c.runs] + self.face_runs
 
     def pending(self) -> list[RunRecord]:
         rows = [r for row in self.unique_rows() for r in row.unfinished]
@@ -408,6 +408,10 @@ def gap(report: Report, row: Row) -> Gap:
             f"{planned} epochs"
         )
         effects.append("explains")
+    paper_labels = row.recipe.data.labels if row.recipe else None
+    labels = sorted({r.label_mode for r in row.runs if r.label_mode} - {paper_labels})
+    if labels and paper_labels:
+        findings.append(f"trained on {', '.join(labels)} labels, the paper's on {paper_labels}")
     collapsed = [r for r in row.runs if r.majority is not None and r.majority > COLLAPSED]
     if collapsed:
         share = max(r.majority for r in collapsed)
@@ -442,6 +446,34 @@ def _main_of(report: Report, result: CheckResult) -> Stat:
 # ------------------------------------------------------------------------------- conclusions
 def _paper_titles(report: Report) -> dict[str, str]:
     return {p.key: p.title.split(" (")[0] for p in report.spec.papers}
+
+
+def _identical_seeds(report: Report) -> list[str]:
+    """Seeds of one row with exactly the same PublicTest accuracy: coincidence or duplicate."""
+    out = []
+    for row in report.unique_rows():
+        for i, a in enumerate(row.runs):
+            for b in row.runs[i + 1 :]:
+                if a.public is None or a.public != b.public:
+                    continue
+                same = a.public_correct == b.public_correct
+                right = sum(a.public_correct)
+                out.append(
+                    f"Seeds {a.seed} and {b.seed} of {row.config.label} have the same PublicTest "
+                    f"accuracy ({100 * a.public:.2f} %"
+                    + (f", {right} images right" if right else "")
+                    + "): "
+                    + (
+                        "both collapsed to one class, which makes their predictions agree."
+                        if min(a.majority or 0, b.majority or 0) > COLLAPSED
+                        else "the same per-class counts too, so the runs may be one run twice."
+                        if same
+                        else f"per class they differ ({', '.join(map(str, a.public_correct))} "
+                        f"against {', '.join(map(str, b.public_correct))} right), so the equal "
+                        "totals are a coincidence, not a copied result."
+                    )
+                )
+    return out
 
 
 def conclusions(report: Report) -> list[str]:
@@ -506,6 +538,7 @@ def conclusions(report: Report) -> list[str]:
             )
             + "."
         )
+    out += _identical_seeds(report)
     titles = _paper_titles(report)
     for cmp in compare_rows(report):
         if cmp.delta is None:

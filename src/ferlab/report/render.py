@@ -93,8 +93,7 @@ def _shown(path: Path) -> str:
 
 def _progress(run: RunRecord, planned: int | None) -> str:
     best = max((h.get("val_acc", 0.0) for h in run.history), default=None)
-    epochs = "0" if run.epochs is None else f"{run.epochs:g}"
-    text = f"epoch {epochs} of {planned or '?'}"
+    text = f"epoch {_epochs(run.epochs or 0.0)} of {planned or '?'}"
     if best is not None:
         text += f", best PublicTest so far {100 * best:.2f} %"
     return text
@@ -122,10 +121,14 @@ def _ours(row: Row, report: Report) -> tuple[str, str]:
     return private, _acc(row.stat("public"))
 
 
+def _epochs(x: float | None) -> str:
+    return "?" if x is None else f"{x:g}" if x == int(x) else f"{x:.1f}"
+
+
 def _training(row: Row) -> str:
-    if not row.runs:
+    if not row.runs or not row.config.trained:
         return "—"
-    epochs = ", ".join(f"{r.epochs:g}" for r in row.runs)
+    epochs = ", ".join(_epochs(r.epochs) for r in row.runs)
     stops = sorted({r.stop_reason.replace("_", " ") for r in row.runs})
     precision = sorted({r.precision for r in row.runs})
     labels = sorted({r.label_mode for r in row.runs if r.label_mode})
@@ -208,7 +211,7 @@ def _face_lines(report: Report) -> list[str]:
     lines = []
     for run in report.face_runs:
         lines.append(
-            f"Face / non-face network `{run.name}` (seed {run.seed}, {run.epochs:g} epochs,"
+            f"Face / non-face network `{run.name}` (seed {run.seed}, {_epochs(run.epochs)} epochs,"
             f" {run.stop_reason.replace('_', ' ')}; {run.machine or run.device}): test accuracy"
             f" {100 * (run.private or 0):.2f} %, validation {100 * (run.public or 0):.2f} % on"
             " the face / non-face set's own splits; frozen in every attention model above."

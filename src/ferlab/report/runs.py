@@ -57,6 +57,8 @@ class RunRecord:
     label_mode: str = ""
     majority: float | None = None
     """Share (0–1) of PrivateTest predictions falling on the most predicted class."""
+    public_correct: tuple[int, ...] = ()
+    """PublicTest images predicted right, per class (the validation confusion's diagonal)."""
     machine: str = ""
     history: tuple[dict[str, float], ...] = ()
     """``history.csv``: one row per validation (epoch, lr, train_acc, val_acc, elapsed_s...)."""
@@ -151,6 +153,8 @@ def read_run(run_dir: str | Path) -> RunRecord:
         if confusion:
             predicted = [sum(col) for col in zip(*confusion, strict=True)]
             record.majority = max(predicted) / max(1, sum(predicted))
+        val_confusion = (m.get("val") or {}).get("confusion") or []
+        record.public_correct = tuple(int(row[i]) for i, row in enumerate(val_confusion))
         record.epochs = float(m["epochs"])
         record.cpu_time_s = m.get("cpu_time_s")
         record.train_time_s = m.get("train_time_s")
