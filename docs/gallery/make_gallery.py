@@ -96,9 +96,9 @@ def cam_methods(model, faces, labels, probs, out: Path) -> Path:
 
 
 def se_per_class(model, faces, labels, out: Path) -> Path:
-    from ferlab.engine.plots import _pyplot
+    from ferlab.engine.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     gates: dict[str, list[np.ndarray]] = {}
     for lo in range(0, len(faces), 256):
         for name, w in se_channel_weights(model, faces[lo : lo + 256]).items():
