@@ -13,7 +13,8 @@ as ``<recipe>-s<seed>/`` and checks as ``<recipe>-<check>-s<seed>/``; their smal
   campaign across sessions: run it again after an interruption;
 * trains the face / non-face network first when a facial-attention recipe needs one, then seed 0
   of the required rows, the checks, seed 0 of the variants, the other seeds, and the long rows,
-  cheapest first within each stage (estimated from measured seconds per epoch);
+  cheapest first within each stage (estimated from measured seconds per epoch), a run already
+  started before the others of its stage;
 * records the machine of every session in the run's ``machine.json``;
 * finally writes the schedule's report and its figures (``ferlab compare --report``).
 
@@ -36,6 +37,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,16 +88,20 @@ class PlannedRun:
         return "new"
 
 
-def _seconds_per_epoch(folder: Path | None) -> dict[str, float]:
-    """Measured training seconds per epoch of every recipe with a finished run in ``folder``."""
+def _seconds_per_epoch(*folders: Path | None) -> dict[str, float]:
+    """Measured training seconds per epoch of every recipe with a run (finished or not) in the
+    first of ``folders`` that has one (the fastest run of a recipe: the least shared CPU)."""
     out: dict[str, float] = {}
-    for run_dir in sorted(folder.glob("*/metrics.json")) if folder and folder.is_dir() else []:
-        try:
-            run = read_run(run_dir.parent)
-        except FerlabError:
-            continue
-        if run.seconds_per_epoch and run.recipe.train.precision != "fp32":
-            out[run.name] = min(out.get(run.name, run.seconds_per_epoch), run.seconds_per_epoch)
+    for folder in folders:
+        found: dict[str, float] = {}
+        for config in sorted(folder.glob("*/config.yaml")) if folder and folder.is_dir() else []:
+            try:
+                run = read_run(config.parent)
+            except FerlabError:
+                continue
+            if run.seconds_per_epoch and run.recipe.train.precision != "fp32":
+                found[run.name] = min(found.get(run.name, math.inf), run.seconds_per_epoch)
+        out = {**found, **out}
     return out
 
 
@@ -165,7 +171,7 @@ def plan_runs(
                         check=check,
                     )
                 )
-    timings = _seconds_per_epoch(schedule.timings)
+    timings = _seconds_per_epoch(out_root, schedule.timings)
     face_needed = False
     for run in runs:
         try:
@@ -176,7 +182,10 @@ def plan_runs(
         run.needs_face = bool(recipe.model.face_checkpoint)
         face_needed |= run.needs_face
         _estimate(run, recipe.train.epochs, timings)
-    runs.sort(key=lambda r: (r.order, r.estimate_s is None, r.estimate_s or 0.0, r.seed))
+    # a run already started goes on first; then cheapest first
+    runs.sort(
+        key=lambda r: (r.order, r.state != "resume", r.estimate_s is None, r.estimate_s or 0.0)
+    )
     if face_needed:
         face = spec.gpu_face_network if gpu else spec.face_network
         if face is None:
@@ -214,8 +223,8 @@ def print_plan(
     console.print(
         f"[bold]schedule {schedule.name}[/]: {schedule.description}\n[bold]{len(runs)} runs[/], "
         f"{states.count('done')} done, {states.count('resume')} to resume, {states.count('new')} "
-        f"new; at most {_hours(known)} of training left at the measured seconds per epoch "
-        f"(one thread, bf16, before early stopping)"
+        f"new; at most {_hours(known)} of training left (before early stopping) at the seconds "
+        f"per epoch measured in this campaign's runs, else in {schedule.timings or 'none'}"
         + (f", {unknown} run(s) without a measured epoch time" if unknown else ""),
         highlight=False,
     )

@@ -517,6 +517,11 @@ def test_runner_order_states_only_seeds_and_gpu(plan, tmp_path):
     (out / "alpha-fp32-s0").mkdir()
     (out / "alpha-fp32-s0" / "last.pt").write_bytes(b"")
     assert [r.state for r in runs[:3]] == ["done", "resume", "new"]
+    (out / "alpha-lr-s0").mkdir()
+    (out / "alpha-lr-s0" / "last.pt").write_bytes(b"")
+    (out / "alpha-fp32-s0" / "last.pt").unlink()
+    again = reproduce.plan_runs(spec, sched, out, [], None)
+    assert [r.out.name for r in again[1:3]] == ["alpha-lr-s0", "alpha-fp32-s0"]  # started first
     only = reproduce.plan_runs(spec, sched, out, ["second"], 3)
     assert [r.out.name for r in only] == ["gamma_small-s0", "gamma_small-s1", "gamma_small-s2"]
     gpu = reproduce.plan_runs(spec, sched, out, [], None, gpu=True)
