@@ -355,7 +355,8 @@ def _campaign(
 
         report = args.report or schedule.report
         run_dirs = sorted(p for p in out.glob("*") if (p / "config.yaml").is_file())
-        write_report(run_dirs, args.plan, report, args.figures, schedule=schedule.name)
+        embed = [ROOT / "docs" / "facial_attention.md"] if args.report is None else []
+        write_report(run_dirs, args.plan, report, args.figures, schedule=schedule.name, embed=embed)
         console.print(f"wrote {report}", highlight=False)
     return 1 if failed else 0
 

@@ -284,8 +284,14 @@ def _machines(report: Report) -> str:
     )
 
 
-def render_markdown(report: Report, figures: dict[str, Path], report_path: str | Path) -> str:
-    """The report as Markdown; ``figures`` maps a paper key to its PNG (linked relatively)."""
+def render_markdown(
+    report: Report,
+    figures: dict[str, Path],
+    report_path: str | Path,
+    embed: Sequence[str | Path] = (),
+) -> str:
+    """The report as Markdown; ``figures`` maps a paper key to its PNG (linked relatively),
+    ``embed`` names the docs that show its sections too (for the command that regenerates it)."""
     spec, sched = report.spec, report.schedule
     finished, pending = report.runs(), report.pending()
     budget, clock = sched.budget
@@ -396,7 +402,8 @@ def render_markdown(report: Report, figures: dict[str, Path], report_path: str |
         f"OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule {sched.name}"
         " --no-report > reproduce.log 2>&1 &",
         f"python benchmarks/reproduce.py --schedule {sched.name} --dry-run   # state, estimate",
-        f"ferlab compare {out}/* --report {_shown(sched.report)} --schedule {sched.name}",
+        f"ferlab compare {out}/* --report {_shown(sched.report)} --schedule {sched.name}"
+        + "".join(f" --embed {_shown(Path(d))}" for d in embed),
         "```",
         "",
     ]
@@ -502,7 +509,8 @@ def write_report(
     report_path = Path(report_path)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     figures = draw_figures(report, figures_dir or report_path.parent / "figures")
-    report_path.write_text(render_markdown(report, figures, report_path), encoding="utf-8")
+    text = render_markdown(report, figures, report_path, embed)
+    report_path.write_text(text, encoding="utf-8")
     for doc in embed:
         embed_sections(report, figures, doc)
     return report
