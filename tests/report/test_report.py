@@ -259,13 +259,22 @@ def test_gap_to_the_paper_with_run_backed_findings(plan, tmp_path):
     # the fp32 check lands where the bf16 runs are: precision does not explain the gap
     fp32 = _fake_run(runs / "fp32", plan, "alpha", 0, 0.4, 0.41, check="fp32")
     g = gap(build_report([a0, a1, fp32], spec), report.row("a"))
-    assert g.verdict == "not explained" and "does not close the gap" in g.findings[0]
+    assert g.verdict == "not explained"
+    assert "does not move accuracy towards the paper" in g.findings[0]
     # a learning-rate check that reaches the paper explains it
     lr = _fake_run(runs / "lr", plan, "alpha", 0, 0.5, 0.49, check="lr")
     report = build_report([a0, a1, fp32, lr], spec)
     g = gap(report, report.row("a"))
     assert g.verdict == "explained"
     assert any("brings the row within 2 points" in f for f in g.findings)
+    # on another recipe of the family a check is indirect evidence: at most "partly"
+    b0 = _fake_run(runs / "b-low", plan, "beta", 0, 0.4, 0.40)
+    report = build_report(
+        [a0, a1, lr, b0, _fake_run(runs / "f", plan, "alpha", 0, 0, 0.48, check="fp32")], spec
+    )
+    g = gap(report, report.row("b"))
+    assert g.verdict == "partly explained"
+    assert "on `alpha` (the same family): 48.00 % against 41.00 % (+7.00 points" in g.findings[0]
     # within 2 points needs no explanation; rows without runs say why
     close = _fake_run(runs / "b0", plan, "beta", 0, 0.5, 0.56)
     report = build_report([close], spec)
