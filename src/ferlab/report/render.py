@@ -309,7 +309,13 @@ def render_markdown(
         "",
         f"Generated {report.generated} from {len(finished)} finished run(s)"
         + (f" and {len(pending)} unfinished" if pending else "")
-        + f", schedule **{sched.name}**: {sched.description}",
+        + f", schedule **{sched.name}**: {sched.description}"
+        + "".join(
+            f" The plan's schedule {o.name} has its own report: [{o.report.name}]"
+            f"({_rel(o.report, report_path)})."
+            for o in spec.schedules.values()
+            if o.name != sched.name
+        ),
         "",
         "**Protocol (ours).** Train on FER2013 Training (FER+ labels where the protocol column"
         " says so), select the checkpoint on PublicTest, evaluate PrivateTest once with the"
