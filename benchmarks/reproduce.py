@@ -167,7 +167,7 @@ def plan_runs(
                         seed,
                         out_root / check.folder(seed),
                         [f"{CHECK_KINDS[check.kind]} ({check.id})"],
-                        2,
+                        6 if check.stage == "long" else 2,
                         check=check,
                     )
                 )

@@ -432,7 +432,8 @@ def test_real_plan_rows_follow_the_papers_tables():
     assert rows["minaee_ferg"].paper_accuracy == 99.3 and not rows["minaee_ferg"].trained
     # one precision check per architecture family that trains on the CPU in stage "required"
     families = {c.recipe for c in paper.checks if c.kind == "precision"}
-    assert families == {"jahromi_medium", "caciolai_deep_emotion", "meen_small_vgg19"}
+    assert families == {"jahromi_medium", "caciolai_deep_emotion", "meen_small_vgg19", "luo_cnn"}
+    assert [c.stage for c in paper.checks if c.recipe == "luo_cnn"] == ["long"]
     report = build_report([], spec)
     assert all(row.paper_accuracy is not None for row in report.rows)
     assert all(row.problem == "" for row in report.rows)

@@ -102,6 +102,8 @@ class Check:
     """The configuration ids whose gap it tests (rows of the same architecture family)."""
     seeds: int = 1
     note: str = ""
+    stage: str = "required"
+    """``long``: trained with the long rows instead of right after the required ones."""
 
     def folder(self, seed: int) -> str:
         return f"{self.recipe}-{self.id}-s{seed}"
@@ -210,7 +212,7 @@ _SCHEDULE_KEYS = {
     "checks",
     "timings",
 }
-_CHECK_KEYS = {"id", "recipe", "kind", "overrides", "explains", "seeds", "note"}
+_CHECK_KEYS = {"id", "recipe", "kind", "overrides", "explains", "seeds", "note", "stage"}
 
 
 def _mapping(raw: Any, allowed: set[str], required: set[str], path: Path, where: str) -> dict:
@@ -295,6 +297,9 @@ def _schedule(name: str, s: Any, ids: set[str], path: Path) -> Schedule:
         unknown = sorted(set(map(str, explains)) - ids)
         if unknown:
             raise DataError(f"{cw}: unknown configuration '{unknown[0]}'", path=path)
+        stage = str(c.get("stage") or "required")
+        if stage not in STAGES:
+            raise DataError(f"{cw}: stage must be one of {', '.join(STAGES)}", path=path)
         checks.append(
             Check(
                 id=str(c["id"]),
@@ -304,6 +309,7 @@ def _schedule(name: str, s: Any, ids: set[str], path: Path) -> Schedule:
                 explains=tuple(map(str, explains)),
                 seeds=_positive(c.get("seeds", 1), f"{cw}: seeds", path),
                 note=_text(c, "note"),
+                stage=stage,
             )
         )
     timings = s.get("timings")
