@@ -48,6 +48,7 @@ paper: {{source: "{source}", reported_accuracy: {acc}, reported_on: test set,
 
 SMALL_PLAN = """\
 recipes: recipes
+face_network: facenet
 default_schedule: full
 schedules:
   full:
@@ -101,6 +102,7 @@ def _write_plan(root: Path) -> Path:
         "beta": ("deep_emotion", 0.003, "Paper A", 55.0, 3),
         "gamma": ("deep_emotion_nostn", 0.01, "Paper G", 60.0, 5),
         "gamma_small": ("deep_emotion_nostn", 0.02, "Paper G", "null", 5),
+        "facenet": ("deep_emotion_nostn", 0.01, "Face", "null", 2),
     }
     for name, (model, lr, source, acc, epochs) in specs.items():
         text = RECIPE.format(model=model, lr=lr, source=source, acc=acc, epochs=epochs)
@@ -636,3 +638,12 @@ def test_a_label_set_other_than_the_papers_is_a_finding(plan, tmp_path):
     report = build_report([run], load_spec(plan))
     findings = gap(report, report.row("a")).findings
     assert "trained on ferplus-majority labels, the paper's on fer2013" in findings
+
+
+def test_face_network_runs_of_the_schedule_are_reported(plan, tmp_path):
+    face = _fake_run(tmp_path / "facenet-s0", plan, "facenet", 0, 0.97, 0.96)
+    short = _fake_run(tmp_path / "facenet-short", plan, "facenet", 0, 0.9, 0.9, schedule="short")
+    report = build_report([face, short], load_spec(plan))
+    assert [r.path.name for r in report.face_runs] == ["facenet-s0"]
+    assert [p.name for p, _ in report.not_counted] == ["facenet-short"]
+    assert face in [r.path for r in report.runs()]

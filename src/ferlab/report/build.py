@@ -178,7 +178,7 @@ def build_report(
 ) -> Report:
     """Sort run folders into the plan's rows and checks (see the module's docstring)."""
     sched = spec.schedule(schedule)
-    recipes: dict[tuple[str, str], Recipe | None] = {}
+    recipes: dict[tuple[str, str, bool], Recipe | None] = {}
     problems: dict[str, str] = {}
 
     def recipe(name: str, check: Check | None = None, scheduled: bool = True) -> Recipe | None:
@@ -216,7 +216,12 @@ def build_report(
             not_counted.append((run_dir, str(exc)))
             continue
         if run.name in (spec.face_network, spec.gpu_face_network):
-            (face_runs if run.finished else pending_face).append(run)
+            reference = recipe(run.name)
+            why = "cannot be read" if reference is None else _matches(run, reference)
+            if why:
+                not_counted.append((run_dir, f"not a run of the {sched.name} schedule: {why}"))
+            else:
+                (face_runs if run.finished else pending_face).append(run)
             continue
         target = _place(run, rows, checks, sched, recipe, cpu_names, full_size)
         if isinstance(target, str):
