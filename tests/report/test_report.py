@@ -647,3 +647,15 @@ def test_face_network_runs_of_the_schedule_are_reported(plan, tmp_path):
     assert [r.path.name for r in report.face_runs] == ["facenet-s0"]
     assert [p.name for p, _ in report.not_counted] == ["facenet-short"]
     assert face in [r.path for r in report.runs()]
+
+
+def test_gpu_runs_fill_the_rows_that_need_a_gpu(plan, tmp_path):
+    run = _fake_run(tmp_path / "gamma-s0", plan, "gamma", 0, 0.6, 0.61)
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**metrics, "device": "cuda:0"}))
+    report = build_report([run], load_spec(plan))
+    huge = report.row("h")
+    assert [r.path.name for r in huge.runs] == ["gamma-s0"]
+    assert gap(report, huge).verdict == "within 2 points"  # 61 against the paper's 60
+    assert report.row("g").runs == []  # the CPU-size row keeps its own runs
+    assert "61.00 (n=1)" in render_markdown(report, {}, tmp_path / "r.md")

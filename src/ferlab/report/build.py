@@ -198,7 +198,7 @@ def build_report(
     checks = [CheckResult(c, recipe(c.recipe, c)) for c in sched.checks]
     gpu_rows = {r for g in spec.gpu_only for r in g.rows}
     full_size = {r.config.recipe for r in rows if r.config.id in gpu_rows}
-    cpu_names = {r.config.cpu_recipe for r in rows}
+    cpu_names = {r.config.cpu_recipe for r in rows if r.config.run_on_cpu}
 
     not_counted: list[tuple[Path, str]] = []
     unrelated: list[RunRecord] = []
@@ -241,11 +241,18 @@ def build_report(
         taken.add(run.seed)
         finished.append(run)
     for row in rows:  # rows sharing a recipe share its runs
-        first = next(r for r in rows if r.config.cpu_recipe == row.config.cpu_recipe)
+        first = next(
+            r
+            for r in rows
+            if r.config.cpu_recipe == row.config.cpu_recipe
+            and r.config.run_on_cpu == row.config.run_on_cpu
+        )
         row.runs, row.unfinished = first.runs, first.unfinished
         if row.config.id in gpu_rows:
             twin = next(r for r in rows if r.config.recipe == row.config.recipe)
             row.gpu_runs = twin.gpu_runs
+            if not row.config.run_on_cpu:  # its only runs
+                row.runs = row.gpu_runs
         row.runs.sort(key=lambda r: r.seed)
     return Report(
         spec=spec,
@@ -281,7 +288,7 @@ def _place(
             return f"recipe {run.name} cannot be read"
         why = _matches(run, reference)
         if why is None:
-            row = next(r for r in rows if r.config.cpu_recipe == run.name)
+            row = next(r for r in rows if r.config.cpu_recipe == run.name and r.config.run_on_cpu)
             return row.runs, row.unfinished
     if run.name in full_size and run.device.startswith("cuda"):
         reference = recipe(run.name)
@@ -321,10 +328,9 @@ def compare_rows(report: Report) -> list[Comparison]:
         base = report.row(row.config.baseline)
         a, b = row.stat(), base.stat()
         delta = se = None
-        if not (row.config.run_on_cpu and base.config.run_on_cpu):
-            verdict = "needs a GPU"
-        elif a.mean is None or b.mean is None:
-            verdict = "pending"
+        if a.mean is None or b.mean is None:
+            gpu = not (row.config.run_on_cpu and base.config.run_on_cpu)
+            verdict = "needs a GPU" if gpu else "pending"
         else:
             delta = a.mean - b.mean
             if a.n < 2 or b.n < 2:
@@ -393,9 +399,8 @@ def gap(report: Report, row: Row) -> Gap:
     paper = row.paper_accuracy
     if not c.trained:
         return Gap(None, None, [], "no run possible")
-    if not c.run_on_cpu:
-        verdict = "GPU runs: see below" if row.gpu_runs else "needs a GPU"
-        return Gap(None, None, [], verdict)
+    if not c.run_on_cpu and not row.runs:
+        return Gap(None, None, [], "needs a GPU")
     s = row.stat()
     if s.mean is None:
         return Gap(None, None, [], "pending")

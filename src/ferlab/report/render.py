@@ -104,7 +104,7 @@ def _ours(row: Row, report: Report) -> tuple[str, str]:
     c = row.config
     if not c.trained:
         return "no run possible", "—"
-    if not c.run_on_cpu:
+    if not c.run_on_cpu and not row.runs:
         g = next((g for g in report.spec.gpu_only if c.id in g.rows), None)
         text = "needs a GPU" + (f" ({g.expected_time})" if g else "")
         return text, "—"
@@ -197,7 +197,7 @@ def _row_line(report: Report, row: Row) -> str:
 def _gpu_lines(report: Report, rows: Sequence[Row]) -> list[str]:
     lines = []
     for row in rows:
-        if row.gpu_runs:
+        if row.gpu_runs and row.config.run_on_cpu:  # beside the CPU-size runs of its row
             s = mean_sd(100 * r.private for r in row.gpu_runs if r.private is not None)
             lines.append(
                 f"- {row.config.label}, `{row.config.recipe}` on a GPU: PrivateTest {_acc(s)} "
