@@ -341,9 +341,10 @@ def _campaign(
                 args.gpu,
                 console,
             )
-        except FerlabError as exc:
-            console.print(f"[bold red]failed:[/] {exc}", highlight=False, soft_wrap=True)
-            failed.append((run, str(exc)))
+        except Exception as exc:  # one broken run must not end an unattended campaign
+            why = str(exc) if isinstance(exc, FerlabError) else f"{type(exc).__name__}: {exc}"
+            console.print(f"[bold red]failed:[/] {why}", highlight=False, soft_wrap=True)
+            failed.append((run, why))
             continue
         if reason == "interrupted":
             console.print("[yellow]interrupted[/]: run the same command again to continue")

@@ -574,6 +574,27 @@ def test_runner_skips_a_run_finished_meanwhile(plan, tmp_path, monkeypatch):
     assert trained == ["alpha-s0", "beta-s0"]
 
 
+def test_runner_goes_on_after_a_broken_run(plan, tmp_path, monkeypatch, capsys):
+    reproduce = _runner()
+    spec, out = load_spec(plan), tmp_path / "runs"
+    sched = spec.schedule()
+    runs = reproduce.plan_runs(spec, sched, out, ["a"], 1)
+    trained = []
+
+    def fake_train(run, *args):
+        trained.append(run.out.name)
+        if run.out.name == "alpha-s0":
+            raise RuntimeError("out of memory")
+        return "completed"
+
+    monkeypatch.setattr(reproduce, "train_run", fake_train)
+    args = reproduce.argparse.Namespace(no_report=True, threads=1, gpu=False)
+    console = reproduce.Console(stderr=True)
+    assert reproduce._campaign(args, spec, sched, out, runs, console) == 1
+    assert trained == ["alpha-s0", "alpha-fp32-s0", "alpha-lr-s0"]
+    assert "not trained: alpha-s0: RuntimeError: out of memory" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_runner_trains_resumes_nothing_twice_and_writes_the_report(plan, tmp_path, capsys):
     reproduce = _runner()
