@@ -68,7 +68,8 @@ class PlannedRun:
     rows: list[str] = field(default_factory=list)
     """Labels of the configurations (or the check) this run serves."""
     order: int = 0
-    """0 the face network; 1 + stage index of seed 0 ...; see :func:`plan_runs`."""
+    """Training order: 0 the face network, 1 seed 0 of the required rows, 2 the checks, 3 seed 0
+    of the variants, 4 the other seeds, 6 the long rows and long checks."""
     check: Check | None = None
     needs_face: bool = False
     epochs: int = 0
