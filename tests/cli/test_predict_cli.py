@@ -2,13 +2,12 @@
 
 The emotion model is replaced by a small deterministic classifier (the verbs load models by name
 through ``ferlab.recognize.recognizer.load_classifier``), so these tests exercise detection,
-tracking, output formats and error handling on real FER2013 faces.
+tracking, output formats and error handling on generated faces (no real data needed).
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 from pathlib import Path
 
@@ -19,14 +18,6 @@ from cli_helpers import run
 
 import ferlab.recognize.recognizer as recognizer_module
 
-FER_CSV = (
-    Path(__file__).resolve().parents[2]
-    / ".."
-    / "shared"
-    / "datasets"
-    / "fer2013"
-    / ("fer2013.csv.gz")
-)
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 BOX = (300, 150, 160, 160)
 
@@ -58,17 +49,9 @@ def test_model(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def face() -> np.ndarray:
-    """FER2013 row 8, a frontal face, decoded from the shared CSV."""
-    if not FER_CSV.exists():
-        pytest.skip(f"FER2013 CSV not found at {FER_CSV}")
-    with gzip.open(FER_CSV, "rt", newline="") as handle:
-        reader = csv.reader(handle)
-        next(reader)
-        for i, row in enumerate(reader):
-            if i == 8:
-                return np.array(row[1].split(), dtype=np.uint8).reshape(48, 48)
-    raise AssertionError("row 8 missing")
+def face(drawn_faces: np.ndarray) -> np.ndarray:
+    """A generated frontal face: the classifier is a stand-in, so no real face is needed."""
+    return drawn_faces[1]
 
 
 def scene(face: np.ndarray | None, x: int = BOX[0]) -> np.ndarray:
@@ -152,9 +135,13 @@ def test_predict_table_csv_and_annotations(
     )
     assert code == 0
     assert "photos/sub/a.jpg" in out and "no face found" in out and "photos/b.png" in out
+    assert "det.: the face detector's confidence" in out  # the table says what its columns are
+    # Every image is in the CSV, as in --json: the one without a face with empty face columns.
     rows = list(csv.DictReader(table.open()))
-    assert len(rows) == 1 and rows[0]["source"].endswith("a.jpg")
-    assert set(LABELS) <= set(rows[0]) and rows[0]["label"] in LABELS
+    assert [Path(r["source"]).name for r in rows] == ["b.png", "a.jpg"]
+    empty, found = rows
+    assert empty["face_id"] == empty["label"] == empty["error"] == ""
+    assert set(LABELS) <= set(found) and found["label"] in LABELS and found["face_id"] == "0"
     drawn = cv2.imread(str(out_dir / "sub" / "a.jpg"))
     assert drawn is not None and drawn.shape == (480, 640, 3)
     assert np.abs(drawn.astype(int) - scene_from(inputs["good"]).astype(int)).mean() > 1.0
@@ -212,7 +199,10 @@ def test_video_json_csv_out_and_timeline(
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     cap.release()
-    assert len(list(csv.DictReader(table.open()))) == sum(len(f["faces"]) for f in frames)
+    # One row per face, and one per frame without a face: every frame --json lists.
+    rows = list(csv.DictReader(table.open()))
+    assert len(rows) == sum(max(1, len(f["faces"])) for f in frames)
+    assert sorted({int(r["frame"]) for r in rows}) == [f["frame"] for f in frames]
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -247,4 +237,49 @@ def test_live_streams_json_lines(clip: Path, capsys: pytest.CaptureFixture) -> N
 def test_live_without_a_camera_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
     code, _, err = run(["live", "--camera", "/nonexistent/stream.avi", "--model", "test"], capsys)
     assert code == 2
-    assert "cannot open camera" in err and "Traceback" not in err
+    assert "/nonexistent/stream.avi: no such file" in err and "no device" not in err
+    assert "Traceback" not in err
+
+
+def test_camera_names_are_printed_as_typed(capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run(["live", "--camera", "-1", "--model", "test"], capsys)
+    assert code == 2 and "camera:-1: a camera index is 0 or more" in err  # not an emoji
+    code, _, err = run(["live", "--camera", "[red]x:+1:", "--model", "test"], capsys)
+    assert code == 2 and "error: [red]x:+1:: no such file" in err
+
+
+def test_predict_on_an_empty_folder_is_an_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "photos" / "sub").mkdir(parents=True)
+    (tmp_path / "photos" / "notes.txt").write_text("no images here")
+    code, _, err = run(["predict", str(tmp_path / "photos"), "--model", "test"], capsys)
+    assert code == 1
+    assert f"{tmp_path / 'photos'}: no images in this folder" in err
+
+
+def test_opencv_warnings_do_not_precede_the_error(tmp_path: Path, capfd) -> None:
+    """OpenCV's and FFmpeg's own warnings go to the process's stderr, so fd-level capture."""
+    from ferlab.cli.app import main
+
+    fake = tmp_path / "broken.mp4"
+    fake.write_text("not a video")  # FFmpeg: "moov atom not found"
+    for argv in (
+        ["video", str(fake)],
+        ["live", "--camera", str(fake), "--json"],
+        ["live", "--camera", "99", "--json"],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, "--model", "test"])
+        assert exit_.value.code != 0
+        err = capfd.readouterr().err
+        assert [line for line in err.splitlines() if line.strip()] == [
+            line for line in err.splitlines() if line.startswith("error: ")
+        ], err
+
+
+def test_piped_tables_keep_long_paths_whole(tmp_path: Path, capsys, face) -> None:
+    folder = tmp_path / ("a-folder-with-a-long-name-" * 4)
+    folder.mkdir()
+    photo = folder / "photo.png"
+    cv2.imwrite(str(photo), scene(face))
+    code, out, _ = run(["predict", str(photo), "--model", "test"], capsys)
+    assert code == 0 and str(photo) in out  # stdout is not a terminal: no wrapping at 80

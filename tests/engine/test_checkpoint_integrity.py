@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -94,3 +95,39 @@ def test_checkpoints_without_a_digest_still_load(checkpoint: Path, tmp_path) -> 
     torch.save(old, tmp_path / "old.pt")  # as ferlab wrote checkpoints before the digest
     model, meta = load_checkpoint(tmp_path / "old.pt")
     assert DIGEST_KEY not in meta and sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_stale_temp_files_are_removed_when_a_run_resumes(checkpoint: Path, tmp_path) -> None:
+    import io
+    import shutil
+    import subprocess
+    import sys
+
+    from rich.console import Console
+
+    from ferlab.engine.recipe import apply_overrides
+    from ferlab.engine.trainer import resume_recipe
+
+    run_dir = shutil.copytree(checkpoint.parent, tmp_path / "run")
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    stale = run_dir / f".last.pt.{int(gone.stdout)}.tmp"  # left by a process killed mid-write
+    live = run_dir / f".best.pt.{os.getppid()}.tmp"  # a process still running: not touched
+    stale.write_bytes(b"partial")
+    live.write_bytes(b"partial")
+    # The run used its whole (tiny) budget: resuming says the budget is a total.
+    recipe = apply_overrides(resume_recipe(run_dir), {"train.time_budget": "0.001s"})
+    log = io.StringIO()
+    train(
+        recipe,
+        data=synthetic_data(n=100),
+        out_dir=run_dir,
+        resume=True,
+        console=Console(file=log, width=200),
+    )
+    assert not stale.exists() and live.exists()
+    assert "the budget is the whole run's, across resumes; nothing is left" in log.getvalue()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 
 from ferlab import __version__
+from ferlab.cli.console import CliConsole, escape
 from ferlab.errors import FerlabError
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-err_console = Console(stderr=True)
+err_console = CliConsole(stderr=True)
 
 _AREAS = ("data", "models", "train", "predict", "serve", "explain", "export")
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except FerlabError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -66,8 +66,9 @@ def info(
     if as_json:
         typer.echo(json.dumps(payload, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from ferlab.cli.console import CliConsole
 
     splits = payload["splits"]
     table = Table(title=f"{data.source}\n{data.format}, labels: {data.label_mode}")
@@ -80,7 +81,7 @@ def info(
     table.add_section()
     totals = [splits[s]["total"] for s in splits]
     table.add_row("total", *(f"{n:,}" for n in totals), f"{sum(totals):,}")
-    console = Console(highlight=False)
+    console = CliConsole()
     console.print(table)
     if data.dropped:
         from ferlab.data.ferplus import DROP_REASONS
@@ -109,8 +110,7 @@ def check(
     seed: SeedOption = 0,
 ) -> None:
     """Validate every row / image; exit 1 and list the problems when there are any."""
-    from rich.console import Console
-
+    from ferlab.cli.console import CliConsole, escape
     from ferlab.data import check_dataset
 
     with warnings.catch_warnings(record=True) as caught:
@@ -119,12 +119,13 @@ def check(
             path, ferplus=ferplus, labels=labels, val_fraction=val_fraction, seed=seed
         )
     print_warnings(caught)
-    console = Console(highlight=False, soft_wrap=True)
+    console = CliConsole()
     if report.data is not None:
         counts = report.data.counts()
         shown = ", ".join(f"{s} {c['total']:,}" for s, c in counts.items())
         console.print(
-            f"{report.data.source}: {report.data.format}, {len(report.data):,} good ({shown})"
+            f"{escape(str(report.data.source))}: {report.data.format}, "
+            f"{len(report.data):,} good ({shown})"
         )
     problems = report.problems
     if not problems:

@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
+from ferlab.cli.console import CliConsole, escape
 from ferlab.cli.options import CacheDirOption, FerplusOption
 
 if TYPE_CHECKING:
     from ferlab.explain.faces import FaceCrop
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
-_out = Console(highlight=False, soft_wrap=True)
+_err = CliConsole(stderr=True)
+_out = CliConsole()
 
 _FACE_METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "stn", "attention", "se", "facial")
 _METHODS = (*_FACE_METHODS, "filters", "misclassified")
@@ -45,8 +45,8 @@ def _load(spec: str, device: str) -> Any:
         return load_model(spec, device=device)
     if spec in list_models():
         _err.print(
-            f"[yellow]warning:[/] '{spec}' is a zoo architecture with random weights; pass a "
-            "checkpoint to explain a trained model"
+            f"[yellow]warning:[/] '{escape(spec)}' is a zoo architecture with random weights; "
+            "pass a checkpoint to explain a trained model"
         )
         return create_model(spec).eval()
     raise UnknownNameError(
@@ -206,7 +206,7 @@ def explain(
         sys.stdout.write(json.dumps(report) + "\n")
         return
     for file in report["files"]:
-        _out.print(file)
+        _out.print(file, markup=False)
     if not report["files"]:
         raise typer.Exit(1)
 
@@ -230,7 +230,7 @@ def _explain_faces(
 
     crops, notes = faces_from_images(images, faces_mode, detector=detector)
     for note in notes:
-        _err.print(f"[yellow]warning:[/] {note}")
+        _err.print(f"[yellow]warning:[/] {escape(note)}")
     point = _parse_numbers(query, "--query", 2)
     with progress_bar(f"{method} figures", len(crops), progress) as bar:
         for done, crop in enumerate(crops, start=1):

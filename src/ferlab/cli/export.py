@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-_out = Console(highlight=False, soft_wrap=True)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+from ferlab.cli.console import CliConsole, escape
+
+_out = CliConsole()
+_err = CliConsole(stderr=True)
 
 FORMATS = ("onnx",)
 
@@ -109,7 +110,7 @@ def export(
     )
     if report["weights"] == "untrained":
         _err.print(
-            f"[yellow]warning:[/] '{model}' is an architecture, exported with untrained "
+            f"[yellow]warning:[/] '{escape(model)}' is an architecture, exported with untrained "
             "weights; export a checkpoint for real predictions"
         )
     if json_out:
@@ -122,16 +123,20 @@ def _print_report(r: dict[str, Any]) -> None:
     check = r["check"]
     batch = "any batch size" if r["dynamic_batch"] else "one face view per run"
     precision = "float32" if r["quantization"] == "none" else r["quantization"]
-    _out.print(f"wrote [bold]{r['out']}[/] ({r['bytes'] / 1e6:.1f} MB)")
+    _out.print(f"wrote [bold]{escape(r['out'])}[/] ({r['bytes'] / 1e6:.1f} MB)")
     _out.print(
-        f"  {r['model']} from {r['source']} ({r['weights']}), {precision}, opset {r['opset']}, "
-        f"{batch}"
+        f"  {r['model']} from {escape(r['source'])} ({r['weights']}), {precision}, "
+        f"opset {r['opset']}, {batch}"
     )
     _out.print(
         f"  input float32 {'×'.join(str(v) for v in r['input_size'])}, default TTA {r['tta']}, "
         f"labels: {', '.join(r['labels'])}"
     )
+    # Without calibration data the check runs on seeded noise images, not on faces: say so.
+    of = check["of"]
+    if of == "random pixels":
+        of = "images of seeded random pixels (noise, not faces)"
     _out.print(
-        f"  checked against PyTorch on {check['faces']} {check['of']}: max |Δp| "
+        f"  checked against PyTorch on {check['faces']} {of}: max |Δp| "
         f"{check['max_abs_diff']:.1e}, top-1 agreement {check['top1_agreement']:.1%}"
     )

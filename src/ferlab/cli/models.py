@@ -43,8 +43,9 @@ def shipped_rows() -> list[dict]:
 def _print_shipped(as_json: bool) -> None:
     import json
 
-    from rich.console import Console
     from rich.table import Table
+
+    from ferlab.cli.console import CliConsole
 
     rows = shipped_rows()
     if as_json:
@@ -57,7 +58,7 @@ def _print_shipped(as_json: bool) -> None:
         pct = [("—" if r[k] is None else f"{r[k]:.2%}") for k in ("val_accuracy", "test_accuracy")]
         size = f"{r['bytes'] / 1e6:.1f} MB"
         table.add_row(r["name"], r["architecture"], str(len(r["labels"])), *pct, r["tta"], size)
-    Console().print(table if rows else "no shipped models in this install (ferlab/weights/)")
+    CliConsole().print(table if rows else "no shipped models in this install (ferlab/weights/)")
 
 
 def models(
@@ -83,6 +84,7 @@ def models(
     from rich.progress import Progress
     from rich.table import Table
 
+    from ferlab.cli.console import CliConsole
     from ferlab.models import list_models
     from ferlab.models._info import model_info
 
@@ -115,4 +117,4 @@ def models(
             "×".join(str(v) for v in row.input_size),
             row.source,
         )
-    Console().print(table)
+    CliConsole().print(table)

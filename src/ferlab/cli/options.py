@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
+from ferlab.cli.console import CliConsole, escape
 from ferlab.errors import UnknownNameError
 
 if TYPE_CHECKING:
@@ -78,13 +78,13 @@ ValFractionOption = Annotated[
 ]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of that val split.")]
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_err = CliConsole(stderr=True)
 
 
 def print_warnings(caught: list[warnings.WarningMessage]) -> None:
     """Show caught warnings as one-line messages on stderr (not Python's file:line form)."""
     for w in caught:
-        _err.print(f"[yellow]warning:[/] {w.message}")
+        _err.print(f"[yellow]warning:[/] {escape(str(w.message))}")
 
 
 def check_choice(value: str | None, choices: tuple[str, ...], option: str) -> None:
@@ -128,7 +128,7 @@ def load_from_cli(
         n = len(data.skipped)
         _err.print(f"[yellow]skipped {n} bad row{'s' * (n > 1)}/image{'s' * (n > 1)}:[/]")
         for line in data.skipped[:10]:
-            _err.print(f"  {line}")
+            _err.print(f"  {line}", markup=False)
         if n > 10:
             _err.print(f"  ... and {n - 10} more (`ferlab data check` lists them all)")
     return data

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
+from ferlab.cli.console import CliConsole, escape
 from ferlab.cli.options import check_choice
 
 if TYPE_CHECKING:
@@ -94,8 +94,8 @@ SmoothingOption = Annotated[
     ),
 ]
 
-_out = Console(highlight=False, soft_wrap=True)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+_out = CliConsole()
+_err = CliConsole(stderr=True)
 
 #: Extensions annotated images keep; other inputs are written as PNG.
 _WRITABLE = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -126,7 +126,7 @@ def _print_json(payload: dict[str, Any]) -> None:
 
 
 def _report_error(fr: FrameResult) -> None:
-    _err.print(f"[bold red]error:[/] {fr.error}")
+    _err.print(f"[bold red]error:[/] {escape(fr.error)}")
 
 
 def predict(
@@ -145,7 +145,13 @@ def predict(
     tta: TtaOption = None,
     json_out: JsonOption = False,
     csv: Annotated[
-        Path | None, typer.Option("--csv", metavar="FILE", help="Write every face as a CSV row.")
+        Path | None,
+        typer.Option(
+            "--csv",
+            metavar="FILE",
+            help="Write every face as a CSV row; images without a face (or unreadable, with "
+            "an error) get a row with empty face columns, as --json lists them.",
+        ),
     ] = None,
     annotate: Annotated[
         Path | None,
@@ -166,7 +172,7 @@ def predict(
         if sink is not None:
             sink.close()
     if csv is not None:
-        results.to_csv(csv)
+        results.to_csv(csv, every_frame=True)
     if not json_out:
         _print_table(results)
     if results.errors:
@@ -203,7 +209,11 @@ def _print_table(results: Any) -> None:
     from rich.table import Table
 
     videos = any(f.frame > 0 for f in results)
-    table = Table()
+    table = Table(
+        caption="p: the emotion's probability; det.: the face detector's confidence in the box "
+        "(the cascade's score; real faces about 2-8, higher is more face-like)",
+        caption_justify="left",
+    )
     table.add_column("source", overflow="fold", min_width=24)
     if videos:
         table.add_column("frame", justify="right")
@@ -218,7 +228,7 @@ def _print_table(results: Any) -> None:
     failed = {source for source, _ in results.errors}
     blank = [""] * (1 + videos)
     for source, faces in by_source.items():
-        shown = _display_path(source)
+        shown = escape(_display_path(source))
         if source in failed:
             table.add_row(shown, *blank, "", "[red]unreadable[/]", "", "")
         elif not faces:
@@ -320,7 +330,12 @@ def video(
     ] = None,
     csv: Annotated[
         Path | None,
-        typer.Option("--csv", metavar="FILE", help="Write every face of every frame as CSV."),
+        typer.Option(
+            "--csv",
+            metavar="FILE",
+            help="Write every face of every frame as CSV (frames without a face: one row with "
+            "empty face columns, as --json lists them).",
+        ),
     ] = None,
     every: Annotated[
         int, typer.Option("--every", metavar="N", min=1, help="Process every N-th frame.")
@@ -348,7 +363,7 @@ def video(
         if sink is not None:
             sink.close()
     if csv is not None:
-        results.to_csv(csv)
+        results.to_csv(csv, every_frame=True)
     if timeline is not None and not results.errors:
         results.plot_timeline(timeline)
     if not json_out and not results.errors:
@@ -362,9 +377,9 @@ def _print_summary(results: Any, path: Path) -> None:
 
     summary = results.summary()
     if summary.empty:
-        _out.print(f"{path}: no face found")
+        _out.print(f"{escape(str(path))}: no face found")
         return
-    table = Table(title=f"{path.name}: {len(summary)} face{'s' * (len(summary) > 1)}")
+    table = Table(title=f"{escape(path.name)}: {len(summary)} face{'s' * (len(summary) > 1)}")
     for name in ("face", "from (s)", "to (s)", "frames", "dominant emotion", "mean p"):
         table.add_column(name, justify="left" if name == "dominant emotion" else "right")
     for row in summary.itertuples(index=False):

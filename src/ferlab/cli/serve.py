@@ -112,6 +112,22 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _check_port(host: str, port: int) -> None:
+    """A clear error when ``host:port`` cannot be listened on (in use, no such address)."""
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise FerlabError(
+            f"cannot listen on {host}:{port}: {reason} (choose another --port?)"
+        ) from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -279,6 +295,7 @@ def serve(
             f"[yellow]warning:[/] listening on {host} without an API key: anyone who can reach "
             "this machine can use the model (set --api-key or FERLAB_API_KEY)"
         )
+    _check_port(host, port)  # before saying "serving on": a port in use is then one clear line
     shown = f"[{host}]" if ":" in host else host
     _err.print(
         f"ferlab serving model '{model}' on http://{shown}:{port}  (page /, API docs /docs; "

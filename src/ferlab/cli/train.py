@@ -85,7 +85,10 @@ def train_cmd(
     ),
     epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override train.epochs."),
     time_budget: str | None = typer.Option(
-        None, "--time-budget", help="Stop after this much training time, e.g. 90s, 30m, 2h."
+        None,
+        "--time-budget",
+        help="Stop after this much training time, e.g. 90s, 30m, 2h; the whole run's total, "
+        "counted across --resume.",
     ),
     budget_clock: str | None = typer.Option(
         None,
@@ -251,9 +254,9 @@ def evaluate_cmd(
     check_choice(device, _DEVICES, "--device")
     _passive_openmp()
     import torch
-    from rich.console import Console
     from rich.table import Table
 
+    from ferlab.cli.console import CliConsole
     from ferlab.engine.checkpoint import read_checkpoint
     from ferlab.engine.evaluate import evaluate_checkpoint
     from ferlab.predictor import model_file
@@ -312,7 +315,7 @@ def evaluate_cmd(
     table.add_column("accuracy", justify="right")
     for name, acc in result["per_class"].items():
         table.add_row(name, f"{acc:.2%}")
-    Console().print(table)
+    CliConsole().print(table)
 
 
 def _duration(seconds: float | None) -> str:

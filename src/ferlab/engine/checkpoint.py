@@ -41,6 +41,7 @@ __all__ = [
     "load_checkpoint",
     "read_checkpoint",
     "release_checkpoint",
+    "remove_stale_temp_files",
     "tensors_sha256",
 ]
 
@@ -97,6 +98,28 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete the temporary files :func:`atomic_save` left in ``folder`` when a process writing
+    them was killed (``.last.pt.<pid>.tmp``); files of a process still running are kept."""
+    removed = []
+    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else, or no such check (Windows)
+        return True
+    return True
 
 
 def file_sha256(path: str | Path) -> str:

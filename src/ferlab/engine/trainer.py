@@ -51,7 +51,13 @@ from torch import nn
 from ferlab import __version__
 from ferlab.engine import distributed as D
 from ferlab.engine.augment import BatchAugment, Preprocess, equalize_hist, norm_stats
-from ferlab.engine.checkpoint import FORMAT, FORMAT_VERSION, atomic_save, build_model
+from ferlab.engine.checkpoint import (
+    FORMAT,
+    FORMAT_VERSION,
+    atomic_save,
+    build_model,
+    remove_stale_temp_files,
+)
 from ferlab.engine.evaluate import confusion_matrix, metrics_from_confusion, predict_proba
 from ferlab.engine.face_network import load_face_network
 from ferlab.engine.finetune import load_initial_weights, read_source
@@ -854,6 +860,7 @@ class _Trainer:
         ckpt = self._prepare_out()
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.out)
         r = self.r
         self.budget = (
             parse_duration(r.train.time_budget, where="train.time_budget")
@@ -873,6 +880,19 @@ class _Trainer:
         if self.is_main:
             save_recipe(r, self.out / "config.yaml")
         self.elapsed_before, self.cpu_before = self.state.elapsed, self.state.cpu_time
+        if self.resume and self.budget is not None and self.is_main:
+            used = self.cpu_before if r.train.budget_clock == "cpu" else self.elapsed_before
+            self.console.print(
+                f"resuming with {used:.0f} s of the {r.train.time_budget} time budget used: the "
+                "budget is the whole run's, across resumes"
+                + (
+                    "; nothing is left, give a larger one to train on"
+                    if used >= self.budget
+                    else ""
+                ),
+                highlight=False,
+                markup=False,
+            )
         self.session_start, self.cpu_start = time.perf_counter(), time.process_time()
         self.cpu_clock = r.train.budget_clock == "cpu"
         clock_start = self._clock()

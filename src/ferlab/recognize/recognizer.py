@@ -310,6 +310,12 @@ class Recognizer:
         path = Path(source)
         if path.is_dir():
             files = list_images(path)
+            if not files:
+                raise DataError(
+                    "no images in this folder (JPEG, PNG, BMP, WebP or TIFF, searched "
+                    "recursively; videos are read when named)",
+                    path=path,
+                )
             with _progress(f"images in {path.name}", len(files), progress) as advance:
                 for file in files:
                     yield from self.iter_frames(file, errors=errors)

@@ -107,6 +107,8 @@ class Results:
         faces: one :class:`Face` per face per processed frame.
         sources: every source read, in order (including those without faces).
         errors: ``(source, message)`` of each source that could not be read.
+        empty_frames: ``(source, frame, time, error)`` of each frame (or image) without a face,
+            ``error`` set where the source could not be read.
     """
 
     def __init__(self, labels: tuple[str, ...]) -> None:
@@ -114,6 +116,7 @@ class Results:
         self.faces: list[Face] = []
         self.sources: list[str] = []
         self.errors: list[tuple[str, str]] = []
+        self.empty_frames: list[tuple[str, int, float, str | None]] = []
 
     def add(self, frame: FrameResult) -> None:
         """Record one processed frame."""
@@ -121,6 +124,8 @@ class Results:
             self.sources.append(frame.source)
         if frame.error is not None:
             self.errors.append((frame.source, frame.error))
+        if not frame.faces:
+            self.empty_frames.append((frame.source, frame.frame, frame.time, frame.error))
         self.faces.extend(frame.faces)
 
     def __len__(self) -> int:
@@ -176,12 +181,29 @@ class Results:
             _write_text(Path(path), text)
         return text
 
-    def to_csv(self, path: str | Path) -> None:
-        """Write :meth:`to_dataframe` as CSV (no index column)."""
+    def to_csv(self, path: str | Path, *, every_frame: bool = False) -> None:
+        """Write :meth:`to_dataframe` as CSV (no index column).
+
+        With ``every_frame``, frames and images without a face get a row too (face columns
+        empty) and an ``error`` column says why a source could not be read: every input is in
+        the file, as ``ferlab predict --json`` lists them.
+        """
         path = Path(path)
+        df = self.to_dataframe()
+        if every_frame and self.empty_frames:
+            import pandas as pd
+
+            empty = pd.DataFrame(self.empty_frames, columns=["source", "frame", "time", "error"])
+            df = pd.concat([df, empty], ignore_index=True)
+            # Back into reading order (stable: a frame's faces keep theirs), integers kept.
+            rank = df["source"].map({source: i for i, source in enumerate(self.sources)})
+            df = df.iloc[np.lexsort((df["frame"], rank))]
+            df = df.astype({c: "Int64" for c in ("frame", "face_id", "x", "y", "w", "h")})
+        elif every_frame:
+            df = df.assign(error=None)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.to_dataframe().to_csv(path, index=False)
+            df.to_csv(path, index=False)
         except OSError as exc:
             raise DataError(f"cannot write CSV ({exc.strerror or exc})", path=path) from None
 

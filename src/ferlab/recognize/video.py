@@ -40,6 +40,12 @@ __all__ = [
 #: Frame rate assumed when a video file does not state one.
 DEFAULT_FPS = 30.0
 
+# Failures come as one clear line (a DataError naming the file or camera); OpenCV's and FFmpeg's
+# own warnings ("can't open camera by index", "moov atom not found") would only precede it.
+# FFmpeg's level is read when OpenCV first opens a file, so setting it here is early enough.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
 
 def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float, int]:
     """Open a video file; returns the capture, its frame rate and its frame count (0 if unknown).
@@ -80,14 +86,21 @@ def open_camera(camera: int | str) -> cv2.VideoCapture:
     """Open a camera by index (or a stream URL / file standing in for one).
 
     Raises:
-        DataError: no camera answers at that index.
+        DataError: no camera answers at that index, or the file / stream cannot be read.
     """
+    if isinstance(camera, str) and camera.lstrip("-").isdigit():
+        camera = int(camera)
+    where = f"camera:{camera}"
+    if isinstance(camera, int) and camera < 0:
+        raise DataError("a camera index is 0 or more", path=where)
+    if isinstance(camera, str) and "://" not in camera and not Path(camera).is_file():
+        raise DataError("no such file (nor a camera index, nor a stream URL)", path=camera)
     cap = cv2.VideoCapture(camera)
     if not cap.isOpened():
         cap.release()
-        raise DataError(
-            "cannot open camera (no device at this index, or in use)", path=f"camera:{camera}"
-        )
+        if isinstance(camera, int):
+            raise DataError("cannot open camera (no device at this index, or in use)", path=where)
+        raise DataError("cannot open (not a video, or a stream or codec OpenCV lacks)", path=camera)
     return cap
 
 
