@@ -180,7 +180,7 @@ def test_train_face_is_the_face_recipe_of_the_paper() -> None:
 
 
 @pytest.mark.slow
-def test_the_small_face_network_beats_90_percent_on_face_nonface(
+def test_the_small_face_network_beats_89_percent_on_face_nonface(
     datasets_dir: Path, tmp_path: Path
 ) -> None:
     """A short CPU run of recipes/meen_small_face.yaml separates faces from non-faces."""
@@ -195,9 +195,9 @@ def test_the_small_face_network_beats_90_percent_on_face_nonface(
     result = train(recipe, out_dir=tmp_path)
     test = result.metrics["test"]
     assert test["n"] == 500
-    # Four epochs reach 94-95 %, and where in that range depends on the CPU: oneDNN's kernels
+    # Four epochs reach 93-95 %, and where in that range depends on the CPU: oneDNN's kernels
     # differ per CPU kind, so the run takes another path, as with another seed. Measured on an
-    # Intel Xeon (AVX-512 BF16): 0.946 (seed 0, the default) and 0.940 (seed 1). The floor is
-    # the lower of these minus three binomial standard errors of a 500-image test
-    # (sqrt(0.94 × 0.06 / 500) = 0.011): 0.94 - 0.033 ≈ 0.90, far above chance (0.5).
-    assert test["accuracy"] > 0.90, test["confusion"]
+    # Intel Xeon (AVX-512 BF16): 0.946 (seed 0, the default), 0.940, 0.928, 0.938 (seeds 1-3).
+    # The floor is the lowest of these minus three binomial standard errors of a 500-image
+    # test (sqrt(0.928 × 0.072 / 500) = 0.012): 0.928 - 0.035 ≈ 0.89, far above chance (0.5).
+    assert test["accuracy"] > 0.89, test["confusion"]

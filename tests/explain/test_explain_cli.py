@@ -12,7 +12,7 @@ import pytest
 from tests.cli.cli_helpers import run
 from tests.data.fer_builders import USAGES, csv_row, write_csv
 from tests.engine.engine_helpers import synthetic_data
-from tests.recognize.recognize_helpers import FER_CSV, background, paste, read_fer_rows
+from tests.recognize.recognize_helpers import background, paste
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -86,11 +86,8 @@ def test_zoo_architectures_with_random_weights(model, method, extra, crops, tmp_
 
 
 @pytest.fixture(scope="module")
-def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A photo with one real FER2013 face, 160 px wide, on a plain scene."""
-    if not FER_CSV.exists():
-        pytest.skip(f"FER2013 CSV not found at {FER_CSV}")
-    face = read_fer_rows((8,))[8]
+def photo(face, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A photo with one face (FER2013 row 8, or its generated stand-in), 160 px wide."""
     path = tmp_path_factory.mktemp("photo") / "photo.jpg"
     cv2.imwrite(str(path), paste(background(), face, 300, 150, 160))
     return path

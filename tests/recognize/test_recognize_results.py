@@ -68,7 +68,10 @@ def test_empty_results_still_have_columns() -> None:
     assert results.summary().empty
 
 
-def test_annotate_draws_boxes_and_bars(two_faces: np.ndarray, recognizer: Recognizer) -> None:
+def test_annotate_draws_boxes_and_bars(
+    two_faces: np.ndarray, recognizer: Recognizer, real_fer_faces
+) -> None:
+    # Real faces only: where the panel lands below is set for their detection boxes.
     results = recognizer(two_faces)
     drawn = annotate(two_faces, results.faces)
     assert drawn.shape == two_faces.shape and drawn is not two_faces
