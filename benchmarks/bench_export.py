@@ -165,7 +165,7 @@ def main() -> None:
     import torch
     from rich.console import Console
 
-    from ferlab.predictor import shipped_models
+    from ferlab.inference import shipped_models
 
     torch.set_num_threads(args.threads)
     csv = args.datasets / "fer2013" / "fer2013.csv.gz"

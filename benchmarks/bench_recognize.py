@@ -155,7 +155,7 @@ def video_frames(n: int) -> list[np.ndarray]:
 
 def load_classifier(tta: str | None, runtime: str) -> tuple[object, str]:
     """The shipped default model, or a randomly initialised one of the same architecture."""
-    import ferlab.predictor as predictor
+    import ferlab.inference as predictor
 
     if "default" in predictor.shipped_models():
         model = predictor.load_model("default", device="cpu", tta=tta, runtime=runtime)

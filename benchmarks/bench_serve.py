@@ -422,7 +422,7 @@ def main() -> None:
     # threads wait for each other at every operation and the reference would be slower.
     torch.set_num_threads(args.torch_threads)
 
-    from ferlab.predictor import load_model, shipped_models
+    from ferlab.inference import load_model, shipped_models
     from ferlab.recognize import FrameResult, Recognizer, decode_image
 
     if "default" not in shipped_models():

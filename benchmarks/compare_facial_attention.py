@@ -233,7 +233,7 @@ def figures(args: argparse.Namespace) -> None:
     import matplotlib.pyplot as plt
 
     from ferlab.explain import facial_attention_maps
-    from ferlab.predictor import load_model
+    from ferlab.inference import load_model
 
     args.to.mkdir(parents=True, exist_ok=True)
     for plot in ("confusion_test", "misclassified_test"):  # the face run's, by the engine

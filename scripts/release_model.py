@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from ferlab.engine.checkpoint import read_checkpoint, release_checkpoint
     from ferlab.export import export_onnx
-    from ferlab.predictor import SHIPPED
+    from ferlab.inference import SHIPPED
 
     if args.name not in SHIPPED:
         sys.exit(f"unknown shipped model name '{args.name}'; known: {', '.join(SHIPPED)}")

@@ -12,7 +12,7 @@ import pytest
 
 import ferlab
 from ferlab.data.dataset import FER2013_CLASSES, FERPLUS_CLASSES
-from ferlab.predictor import shipped_models
+from ferlab.inference import shipped_models
 
 FER2013_LABELS, FERPLUS_LABELS = FER2013_CLASSES, FERPLUS_CLASSES
 

@@ -15,8 +15,8 @@ from ferlab.errors import DataError, FerlabError, UnknownNameError
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": "ferlab.predictor",
-    "EmotionModel": "ferlab.predictor",
+    "load_model": "ferlab.inference",
+    "EmotionModel": "ferlab.inference",
     "create_model": "ferlab.models",
     "list_models": "ferlab.models",
     "load_dataset": "ferlab.data",

@@ -17,7 +17,7 @@ from ferlab.explain import (
     stn_warp,
     supported_methods,
 )
-from ferlab.predictor import EmotionModel
+from ferlab.inference import EmotionModel
 from tests.explain.conftest import small_model
 
 STN_MODELS = ("deep_emotion", "deep_emotion_msa", "vggface_stn", "vggface_stn_msa")

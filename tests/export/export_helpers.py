@@ -10,7 +10,7 @@ import torch
 
 from ferlab.engine.augment import Preprocess
 from ferlab.models import create_model
-from ferlab.predictor import EmotionModel
+from ferlab.inference import EmotionModel
 
 
 def random_model(

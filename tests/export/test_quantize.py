@@ -9,7 +9,7 @@ import pytest
 import ferlab
 from ferlab.export import export_onnx
 from ferlab.export.quantize import float_nodes
-from ferlab.predictor import shipped_models
+from ferlab.inference import shipped_models
 
 pytestmark = [pytest.mark.dataset, pytest.mark.slow]
 

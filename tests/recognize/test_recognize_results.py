@@ -120,9 +120,9 @@ def test_model_names_go_to_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append((name, device, runtime, *options.values()))
         return BrightnessClassifier()
 
-    fake = types.ModuleType("ferlab.predictor")
+    fake = types.ModuleType("ferlab.inference")
     fake.load_model = load_model  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ferlab.predictor", fake)
+    monkeypatch.setitem(sys.modules, "ferlab.inference", fake)
     recognizer = Recognizer(model="default", device="cpu")
     assert calls == [("default", "cpu", "auto")] and recognizer.labels == EMOTIONS
     Recognizer(model=Path("runs/best.pt"), runtime="onnx")
@@ -132,7 +132,7 @@ def test_model_names_go_to_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_model_name_without_a_loader_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "ferlab.predictor", None)
+    monkeypatch.setitem(sys.modules, "ferlab.inference", None)
     with pytest.raises(FerlabError, match="cannot load model 'default'"):
         Recognizer(model="default")
 

@@ -328,7 +328,7 @@ def test_explain_needs_a_ferlab_model(face):
 
 
 def test_shipped_default_model(face):
-    from ferlab.predictor import shipped_models
+    from ferlab.inference import shipped_models
 
     if "default" not in shipped_models():
         pytest.skip("the shipped default model (ferlab/weights/default.pt) is not installed")

@@ -27,6 +27,9 @@ err_console = CliConsole(stderr=True)
 
 _AREAS = ("data", "models", "train", "predict", "serve", "explain", "export")
 
+#: Packages only ``ferlab[train]`` installs: training, evaluation, explanations and export.
+_TRAIN_EXTRA_MODULES = ("torch", "onnx")
+
 
 def _version(value: bool) -> None:
     if value:
@@ -68,6 +71,17 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(rc)
     except FerlabError as exc:
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        if exc.name not in _TRAIN_EXTRA_MODULES:
+            raise
+        command = " ".join(a for a in (argv or sys.argv[1:])[:1] if not a.startswith("-"))
+        err_console.print(
+            f"[bold red]error:[/] ferlab {command} needs {exc.name}, which this install lacks: "
+            f"pip install 'ferlab\\[train]' (the plain install predicts with ONNX Runtime)",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

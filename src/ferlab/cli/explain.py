@@ -38,8 +38,8 @@ def register(app: typer.Typer) -> None:
 def _load(spec: str, device: str) -> Any:
     """A shipped name or checkpoint through ``load_model``; a zoo name as a fresh network."""
     from ferlab.errors import UnknownNameError
+    from ferlab.inference import SHIPPED, load_model
     from ferlab.models import create_model, list_models
-    from ferlab.predictor import SHIPPED, load_model
 
     if spec in SHIPPED or Path(spec).exists():
         return load_model(spec, device=device)
@@ -163,14 +163,14 @@ def explain(
     ] = False,
 ) -> None:
     """Explain a model: heat maps, its own attention, filter images, misclassified faces."""
-    from ferlab.cli.train import _passive_openmp
+    from ferlab.cli.options import passive_openmp
     from ferlab.errors import FerlabError, UnknownNameError
 
     if method not in _METHODS:
         raise UnknownNameError("explain method", method, list(_METHODS))
     if method in _FACE_METHODS and not images:
         raise FerlabError(f"--method {method} explains faces: give them with --images PATH")
-    _passive_openmp()
+    passive_openmp()
     from ferlab.explain import supported_methods
 
     net = _load(model, device)

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 def shipped_rows() -> list[dict]:
     """The trained models inside this install: name, architecture, labels, accuracy, size."""
     from ferlab.engine.checkpoint import read_checkpoint
-    from ferlab.predictor import shipped_models
+    from ferlab.inference import shipped_models
 
     rows = []
     for name, path in shipped_models().items():

@@ -8,6 +8,7 @@ for example ``ferplus: FerplusOption = None``, and :func:`load_from_cli` turns t
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,6 +31,7 @@ __all__ = [
     "ValFractionOption",
     "check_choice",
     "load_from_cli",
+    "passive_openmp",
     "print_warnings",
 ]
 
@@ -85,6 +87,17 @@ def print_warnings(caught: list[warnings.WarningMessage]) -> None:
     """Show caught warnings as one-line messages on stderr (not Python's file:line form)."""
     for w in caught:
         _err.print(f"[yellow]warning:[/] {escape(str(w.message))}")
+
+
+def passive_openmp() -> None:
+    """Let idle OpenMP worker threads sleep instead of spinning.
+
+    On a CPU shared with other busy processes, spinning workers made each training step of a
+    small network about 15 times slower (measured on the 2-core development machine; see
+    docs/training.md). The variable is read when torch loads, so the commands that run PyTorch
+    set it before importing it; a value already in the environment wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def check_choice(value: str | None, choices: tuple[str, ...], option: str) -> None:

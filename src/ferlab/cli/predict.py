@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ferlab.cli.console import CliConsole, escape
-from ferlab.cli.options import check_choice
 
 if TYPE_CHECKING:
     from ferlab.recognize import FrameResult, Recognizer, Results
@@ -58,18 +57,28 @@ TtaOption = Annotated[
         "--tta",
         metavar="NAME",
         help="Test-time augmentation: none, flip or ten_crop (10 inputs per face, the most "
-        "accurate); default: the model's own (ten_crop for the shipped models).",
+        "accurate); default: the model's own for photos (ten_crop for the shipped models), "
+        "none for video and camera frames (smoothing over frames averages already).",
     ),
 ]
-# Video and cameras: per-track smoothing already averages each face over frames, and one input
-# per face instead of ten doubles the frame rate (docs/benchmarks.md, "Recognizer").
-StreamTtaOption = Annotated[
-    str,
+MinFaceOption = Annotated[
+    int,
     typer.Option(
-        "--tta",
-        metavar="NAME",
-        help="Test-time augmentation: none (default for video: smoothing over frames averages "
-        "already), flip or ten_crop (10 inputs per face).",
+        "--min-face",
+        metavar="PX",
+        min=8,
+        help="Smallest face side to detect, in pixels of the image (lower finds smaller faces, "
+        "slower; raise --detect-size too for faces under 1/26 of the image's long side).",
+    ),
+]
+DetectSizeOption = Annotated[
+    int,
+    typer.Option(
+        "--detect-size",
+        metavar="PX",
+        min=64,
+        help="Longest side of the downscaled copy the detector scans (larger finds smaller "
+        "faces in big photos, slower).",
     ),
 ]
 CameraOption = Annotated[
@@ -108,13 +117,12 @@ def register(app: typer.Typer) -> None:
     app.command("live")(live)
 
 
-def _recognizer(
+def build_recognizer(
     model: str, detector: str, device: str, runtime: str, tta: str | None, **kwargs: Any
 ) -> Recognizer:
-    from ferlab.predictor import TTA_CHOICES
+    """The :class:`~ferlab.recognize.Recognizer` of the recognition commands' options."""
     from ferlab.recognize import Recognizer
 
-    check_choice(tta, TTA_CHOICES, "--tta")
     return Recognizer(
         detector=detector, model=model, device=device, runtime=runtime, tta=tta, **kwargs
     )
@@ -143,6 +151,27 @@ def predict(
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
     tta: TtaOption = None,
+    min_face: MinFaceOption = 48,
+    detect_size: DetectSizeOption = 640,
+    faces: Annotated[
+        str,
+        typer.Option(
+            "--faces",
+            metavar="MODE",
+            help="Where faces come from: auto (images up to 128 px a side, like FER2013's "
+            "48×48 crops, are one face; others are searched), detect, or whole (every image "
+            "is one face).",
+        ),
+    ] = "auto",
+    boxes: Annotated[
+        Path | None,
+        typer.Option(
+            "--boxes",
+            metavar="FILE.csv",
+            help="Faces from your own detector: a CSV with the header image,x,y,w,h (one row "
+            "per face, pixels); images without a row have no face.",
+        ),
+    ] = None,
     json_out: JsonOption = False,
     csv: Annotated[
         Path | None,
@@ -164,10 +193,22 @@ def predict(
     ] = None,
 ) -> None:
     """Recognise the emotion of every face in photos, folders and videos."""
-    rec = _recognizer(model, detector, device, runtime, tta)
+    from ferlab.recognize.io import read_boxes
+
+    given = read_boxes(boxes) if boxes is not None else None
+    rec = build_recognizer(
+        model,
+        detector,
+        device,
+        runtime,
+        tta,
+        min_face=min_face,
+        detect_size=detect_size,
+        faces=faces,
+    )
     sink = _AnnotationSink(annotate) if annotate is not None else None
     try:
-        results = _recognize_all(rec, paths, json_out, sink)
+        results = _recognize_all(rec, paths, json_out, sink, given)
     finally:
         if sink is not None:
             sink.close()
@@ -184,6 +225,7 @@ def _recognize_all(
     paths: list[Path],
     json_out: bool,
     sink: _AnnotationSink | _VideoSink | None,
+    boxes: dict[str, list[tuple[int, int, int, int]]] | None = None,
 ) -> Results:
     """Every frame of every source into one :class:`Results`, reported as it arrives.
 
@@ -194,7 +236,8 @@ def _recognize_all(
 
     results = Results(rec.labels)
     for path in paths:
-        for fr in rec.iter_frames(path, errors="collect", progress=not json_out):
+        frames = rec.iter_frames(path, errors="collect", progress=not json_out, boxes=boxes)
+        for fr in frames:
             results.add(fr)
             if fr.error is not None:
                 _report_error(fr)
@@ -242,7 +285,7 @@ def _print_table(results: Any) -> None:
                 f"{x},{y} {w}×{h}",
                 f.label,
                 f"{f.scores[f.label]:.2f}",
-                f"{f.score:.1f}",
+                "given" if f.score is None else f"{f.score:.1f}",
             )
     _out.print(table)
 
@@ -351,11 +394,23 @@ def video(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
-    tta: StreamTtaOption = "none",
+    tta: TtaOption = None,
     smoothing: SmoothingOption = 0.5,
+    min_face: MinFaceOption = 48,
+    detect_size: DetectSizeOption = 640,
 ) -> None:
     """Track faces through a video and recognise their emotions over time."""
-    rec = _recognizer(model, detector, device, runtime, tta, smoothing=smoothing, every_n=every)
+    rec = build_recognizer(
+        model,
+        detector,
+        device,
+        runtime,
+        tta,
+        smoothing=smoothing,
+        every_n=every,
+        min_face=min_face,
+        detect_size=detect_size,
+    )
     sink = _VideoSink(out, every) if out is not None else None
     try:
         results = _recognize_all(rec, [path], json_out, sink)
@@ -404,13 +459,24 @@ def live(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
-    tta: StreamTtaOption = "none",
+    tta: TtaOption = None,
     smoothing: SmoothingOption = 0.5,
+    min_face: MinFaceOption = 48,
+    detect_size: DetectSizeOption = 640,
 ) -> None:
     """Recognise emotions live from a camera (window, or JSON lines without a display)."""
     from ferlab.recognize import has_display
 
-    rec = _recognizer(model, detector, device, runtime, tta, smoothing=smoothing)
+    rec = build_recognizer(
+        model,
+        detector,
+        device,
+        runtime,
+        tta,
+        smoothing=smoothing,
+        min_face=min_face,
+        detect_size=detect_size,
+    )
     show = not json_out and has_display()
     if not show and not json_out:
         _err.print("[yellow]no display available: streaming JSON lines[/]")

@@ -22,14 +22,15 @@ from rich.console import Console
 from ferlab.cli.predict import (
     CameraOption,
     DetectorOption,
+    DetectSizeOption,
     DeviceOption,
     FramesOption,
+    MinFaceOption,
     ModelOption,
     RuntimeOption,
     SmoothingOption,
-    StreamTtaOption,
     TtaOption,
-    _recognizer,
+    build_recognizer,
 )
 from ferlab.errors import FerlabError
 
@@ -147,6 +148,8 @@ def serve(
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
     tta: TtaOption = None,
+    min_face: MinFaceOption = 48,
+    detect_size: DetectSizeOption = 640,
     api_key: Annotated[
         str | None,
         typer.Option(
@@ -277,8 +280,18 @@ def serve(
         webhook_interval=webhook_interval,
     )
     # Loaded here rather than in the app's lifespan so that a bad model name is one clear line.
-    rec = _recognizer(model, detector, device, runtime, tta, smoothing=smoothing)
-    if settings.worker_count > 1:
+    rec = build_recognizer(
+        model,
+        detector,
+        device,
+        runtime,
+        tta,
+        smoothing=smoothing,
+        min_face=min_face,
+        detect_size=detect_size,
+        faces="detect",
+    )
+    if settings.worker_count > 1 and getattr(rec.classifier, "runtime", None) == "torch":
         import torch
 
         torch.set_num_threads(1)  # the workers spread over the cores; each runs one thread
@@ -327,7 +340,9 @@ def light(
     detector: DetectorOption = "haar",
     device: DeviceOption = "auto",
     runtime: RuntimeOption = "auto",
-    tta: StreamTtaOption = "none",
+    tta: TtaOption = None,
+    min_face: MinFaceOption = 48,
+    detect_size: DetectSizeOption = 640,
     smoothing: SmoothingOption = 0.5,
     color: ColorOption = None,
     light_tau: TauOption = 1.0,
@@ -347,7 +362,16 @@ def light(
     if sink == "webhook" and not url:
         raise FerlabError("--sink webhook needs --url http://...")
     mapper = LightMapper(parse_color_overrides(color or []), tau=light_tau)
-    rec = _recognizer(model, detector, device, runtime, tta, smoothing=smoothing)
+    rec = build_recognizer(
+        model,
+        detector,
+        device,
+        runtime,
+        tta,
+        smoothing=smoothing,
+        min_face=min_face,
+        detect_size=detect_size,
+    )
     mapper.check_labels(rec.labels)
     webhook = (
         WebhookSink(

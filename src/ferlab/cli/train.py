@@ -20,9 +20,11 @@ from ferlab.cli.options import (
     ValFractionOption,
     check_choice,
     load_from_cli,
+    passive_openmp,
 )
 from ferlab.errors import DataError, FerlabError
-from ferlab.predictor import TTA_CHOICES
+from ferlab.inference.device import check_device, torch_device
+from ferlab.inference.preprocess import check_tta, resolve_tta
 
 
 def register(app: typer.Typer) -> None:
@@ -31,19 +33,7 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare_cmd)
 
 
-_DEVICES = ("auto", "cpu", "cuda")
 _PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def _passive_openmp() -> None:
-    """Let idle OpenMP worker threads sleep instead of spinning.
-
-    On a CPU shared with other busy processes, spinning workers made each training step of a
-    small network about 15 times slower (measured on the 2-core development machine; see
-    docs/training.md). The variable is read when torch loads, so it is set before the commands
-    import it; a value already in the environment wins.
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def _resolve_recipe(spec: str) -> Any:
@@ -129,13 +119,13 @@ def train_cmd(
 
     Options override the recipe's fields. Ctrl-C saves last.pt; add --resume to continue.
     """
-    _passive_openmp()
+    passive_openmp()
     from rich.console import Console
 
     from ferlab.engine.recipe import apply_overrides
     from ferlab.engine.trainer import check_run_folder, resume_recipe, train
 
-    check_choice(device, _DEVICES, "--device")
+    check_device(device)
     check_choice(precision, _PRECISIONS, "--precision")
     check_choice(budget_clock, ("wall", "cpu"), "--budget-clock")
     recipe = _resolve_recipe(recipe_or_model)
@@ -250,26 +240,24 @@ def evaluate_cmd(
     """
     check_choice(split, ("val", "test"), "--split")
     check_choice(suite, ("shifts",), "--suite")
-    check_choice(tta, TTA_CHOICES, "--tta")
-    check_choice(device, _DEVICES, "--device")
-    _passive_openmp()
-    import torch
+    if tta is not None:
+        check_tta(tta)
+    check_device(device)
+    passive_openmp()
     from rich.table import Table
 
     from ferlab.cli.console import CliConsole
     from ferlab.engine.checkpoint import read_checkpoint
     from ferlab.engine.evaluate import evaluate_checkpoint
-    from ferlab.predictor import model_file
+    from ferlab.inference import model_file
 
-    if device == "cuda" and not torch.cuda.is_available():
-        raise FerlabError("--device cuda was requested but no CUDA device is available")
-    dev = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    dev = torch_device(device)
     checkpoint = model_file(model)
     if checkpoint.suffix.lower() == ".onnx":
         raise DataError("ferlab evaluate needs a PyTorch checkpoint (.pt)", path=checkpoint)
     stored = read_checkpoint(checkpoint)
     # A released model records the test-time augmentation it is meant to be used with.
-    tta = tta or stored.get("tta", "none")
+    tta = resolve_tta(tta, stored.get("tta"))
     rd = stored["recipe"]
     trained = rd["data"]
     path = data if data is not None else trained.get("path")

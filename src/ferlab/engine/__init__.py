@@ -5,7 +5,7 @@
 a split. See ``docs/training.md``.
 """
 
-from ferlab.engine.augment import BatchAugment, Preprocess, equalize_hist
+from ferlab.engine.augment import BatchAugment
 from ferlab.engine.checkpoint import load_checkpoint, read_checkpoint
 from ferlab.engine.evaluate import (
     confusion_matrix,
@@ -25,14 +25,12 @@ from ferlab.engine.trainer import StepInfo, TrainResult, resume_recipe, train
 
 __all__ = [
     "BatchAugment",
-    "Preprocess",
     "Recipe",
     "StepInfo",
     "TrainResult",
     "apply_overrides",
     "confusion_matrix",
     "default_recipe",
-    "equalize_hist",
     "evaluate_checkpoint",
     "load_checkpoint",
     "load_recipe",

@@ -9,23 +9,23 @@ step gathers one batch of it and runs, as a handful of tensor operations on the 
 3. random erasing, then optionally mixup or CutMix.
 
 Histogram equalisation is deterministic, so it is computed once over the whole dataset
-(:func:`equalize_hist`) instead of per batch. No per-image PIL work happens in the hot path.
+(:func:`ferlab.inference.preprocess.equalize_hist`) instead of per batch. No per-image PIL work
+happens in the hot path.
 
 Random draws are split from their application (:meth:`BatchAugment.sample` /
 :meth:`BatchAugment.apply`) so that data-parallel processes can draw the parameters of the whole
 global batch with the same generator and each apply only its own slice: the result is then
 identical to one process augmenting the whole batch.
 
-:class:`Preprocess` is the deterministic half (equalise, normalise, centre crop, test-time
-augmentation views); it is stored in every checkpoint so that prediction prepares images exactly
-as training did.
+The deterministic half (equalise, normalise, centre crop, test-time views) is
+:class:`ferlab.inference.preprocess.Preprocess`, stored in every checkpoint so that prediction
+prepares images exactly as training did; :func:`normalize_batch` is its normalisation on a
+tensor batch, for training steps on any device.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,32 +33,7 @@ import torch.nn.functional as F
 
 from ferlab.engine.recipe import AugmentSection
 
-__all__ = ["BatchAugment", "Preprocess", "equalize_hist", "norm_stats"]
-
-
-def equalize_hist(images: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Histogram-equalise every image of a uint8 N×H×W tensor (OpenCV's ``equalizeHist``).
-
-    The lookup table of each image is ``round((cdf(v) - cdf_min) * 255 / (n - cdf_min))``;
-    constant images (e.g. FER2013's all-black rows) are returned unchanged.
-    """
-    if images.dtype != torch.uint8:
-        raise ValueError("equalize_hist expects uint8 images")
-    out = torch.empty_like(images)
-    n_pix = images.shape[-1] * images.shape[-2]
-    for lo in range(0, images.shape[0], chunk):
-        block = images[lo : lo + chunk].reshape(-1, n_pix).long()
-        hist = torch.zeros(block.shape[0], 256, dtype=torch.long)
-        hist.scatter_add_(1, block, torch.ones_like(block))
-        cdf = hist.cumsum(1)
-        # cdf_min: the cdf at the darkest pixel value present.
-        cdf_min = cdf.gather(1, block.min(1, keepdim=True).values)
-        denom = (n_pix - cdf_min).clamp(min=1)
-        lut = ((cdf - cdf_min).clamp(min=0) * 255 + denom // 2) // denom
-        constant = (n_pix - cdf_min) == 0
-        lut = torch.where(constant, torch.arange(256).expand_as(lut), lut)
-        out[lo : lo + chunk] = lut.gather(1, block).to(torch.uint8).reshape(-1, *images.shape[1:])
-    return out
+__all__ = ["BatchAugment", "normalize_batch", "norm_stats"]
 
 
 def norm_stats(images: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,90 +52,10 @@ def norm_stats(images: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Ten
     raise ValueError(f"unknown normalisation {mode!r}")
 
 
-@dataclass
-class Preprocess:
-    """The deterministic preparation of images, identical in training, evaluation and serving.
-
-    Attributes:
-        image_size: side of the stored images (48 for FER2013).
-        crop: side of the network input; smaller than ``image_size`` for crop-trained models.
-        hist_eq: histogram-equalise images first.
-        mean, std: normalisation statistics (scalars or ``image_size`` maps) on the [0, 1] scale.
-    """
-
-    image_size: int = 48
-    crop: int = 48
-    hist_eq: bool = False
-    mean: torch.Tensor | float = 0.0
-    std: torch.Tensor | float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "image_size": self.image_size,
-            "crop": self.crop,
-            "hist_eq": self.hist_eq,
-            "mean": torch.as_tensor(self.mean, dtype=torch.float32),
-            "std": torch.as_tensor(self.std, dtype=torch.float32),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
-        return cls(
-            image_size=int(d["image_size"]),
-            crop=int(d["crop"]),
-            hist_eq=bool(d["hist_eq"]),
-            mean=torch.as_tensor(d["mean"], dtype=torch.float32),
-            std=torch.as_tensor(d["std"], dtype=torch.float32),
-        )
-
-    def normalize(self, images: torch.Tensor, *, equalized: bool = False) -> torch.Tensor:
-        """uint8 N×H×W → normalised float N×1×H×W (equalising first unless ``equalized``)."""
-        if images.dim() != 3 or tuple(images.shape[1:]) != (self.image_size, self.image_size):
-            raise ValueError(
-                f"expected N×{self.image_size}×{self.image_size} images, got {tuple(images.shape)}"
-            )
-        if self.hist_eq and not equalized:
-            images = equalize_hist(images)
-        mean = torch.as_tensor(self.mean, device=images.device)
-        std = torch.as_tensor(self.std, device=images.device)
-        x = images.float().div_(255.0).sub_(mean).div_(std)
-        return x.unsqueeze(1)
-
-    def crop_offsets(self) -> list[tuple[int, int]]:
-        """Top-left corners (x, y) of the five ten-crop windows: 4 corners, then the centre."""
-        if self.crop < self.image_size:
-            full, c = self.image_size, self.crop
-        else:
-            # Models trained on whole images: pad by 2 pixels each side (filled with the mean)
-            # and take whole-size windows, i.e. the centre view plus four ±2-pixel shifts.
-            full, c = self.image_size + 4, self.crop
-        far = full - c
-        return [(0, 0), (far, 0), (0, far), (far, far), (far // 2, far // 2)]
-
-    def views(self, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
-        """Test-time views of normalised images N×1×H×W as a tensor V×N×1×crop×crop.
-
-        ``none``: the centre crop. ``flip``: centre crop and its mirror. ``ten_crop``: the four
-        corner crops and the centre crop, each also mirrored (for models trained on whole
-        images the crops are taken from the image padded by 2 pixels; see :meth:`crop_offsets`).
-        The caller averages the softmax over the V views.
-        """
-        c = self.crop
-        if tta in ("none", "flip"):
-            o = (self.image_size - c) // 2
-            centre = x[..., o : o + c, o : o + c]
-            if tta == "none":
-                return centre.unsqueeze(0)
-            return torch.stack([centre, centre.flip(-1)])
-        if tta == "ten_crop":
-            src = x if c < self.image_size else F.pad(x, (2, 2, 2, 2))
-            crops = [src[..., oy : oy + c, ox : ox + c] for ox, oy in self.crop_offsets()]
-            return torch.stack(crops + [v.flip(-1) for v in crops])
-        raise ValueError(f"unknown test-time augmentation {tta!r}")
-
-    def __call__(self, images: torch.Tensor, tta: str = "none") -> torch.Tensor:
-        """uint8 N×H×W → the network's input views V×N×1×crop×crop."""
-        return self.views(self.normalize(images), tta)
+def normalize_batch(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 N×H×W → normalised float N×1×H×W, the float32 arithmetic of
+    :meth:`ferlab.inference.preprocess.Preprocess.normalize` on a tensor (any device)."""
+    return images.float().div_(255.0).sub_(mean).div_(std).unsqueeze(1)
 
 
 class BatchAugment:

@@ -178,11 +178,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     """Rebuild the model of a checkpoint from the registry, in eval mode, with its metadata.
 
     Returns ``(model, meta)`` where ``meta`` holds ``model`` (name and kwargs), ``classes``,
-    ``label_mode``, ``input_size``, ``preprocess`` (a :class:`~ferlab.engine.augment.Preprocess`
+    ``label_mode``, ``input_size``, ``preprocess`` (a :class:`~ferlab.inference.Preprocess`
     that turns uint8 N×48×48 images into network input), ``metrics``, ``recipe``,
     ``ferlab_version``, ``epoch``, ``step`` and ``path``.
     """
-    from ferlab.engine.augment import Preprocess
+    from ferlab.inference.preprocess import Preprocess
 
     ckpt = read_checkpoint(path)
     spec = ckpt["model"]

@@ -11,10 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from ferlab.engine.augment import Preprocess
+from ferlab.inference.model import predict_batches
+from ferlab.inference.preprocess import Preprocess
+from ferlab.inference.torch_backend import TorchBackend
 
 __all__ = [
     "confusion_matrix",
@@ -24,10 +27,9 @@ __all__ = [
 ]
 
 
-@torch.inference_mode()
 def predict_proba(
     model: nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | np.ndarray,
     preprocess: Preprocess,
     *,
     tta: str = "none",
@@ -39,27 +41,26 @@ def predict_proba(
 ) -> torch.Tensor:
     """Class probabilities N×C of uint8 images N×H×W, averaging the softmax over TTA views.
 
-    ``equalized`` says the images are already histogram-equalised (the trainer equalises the
-    dataset once); otherwise :class:`Preprocess` does it when the model was trained so.
-    ``bf16`` runs the network under bf16 autocast (the softmax stays in float32).
+    The images are prepared by ``preprocess`` (in numpy, as for every runtime) and run by the
+    PyTorch backend of the inference core, so evaluation and ``ferlab.load_model`` agree bit for
+    bit. ``equalized`` says the images are already histogram-equalised (the trainer equalises
+    the dataset once); ``bf16`` runs the network under bf16 autocast (the softmax stays in
+    float32).
     """
-    was_training = model.training
-    model.eval()
-    out = []
-    for lo in range(0, images.shape[0], batch_size):
-        chunk = images[lo : lo + batch_size].to(device)
-        views = preprocess.views(preprocess.normalize(chunk, equalized=equalized), tta)
-        v, n = views.shape[:2]
-        x = views.reshape(v * n, *views.shape[2:])
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x).float()
-        out.append(torch.softmax(logits, 1).reshape(v, n, -1).mean(0).cpu())
-    model.train(was_training)
-    if not out:
-        return torch.zeros(0, getattr(model, "num_classes", 0))
-    return torch.cat(out)
+    faces = images.cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    backend = TorchBackend(
+        model, device, precision="bf16" if bf16 else "fp32", channels_last=channels_last
+    )
+    probs = predict_batches(
+        backend.probs,
+        faces,
+        preprocess,
+        getattr(model, "num_classes", 0),
+        tta=tta,
+        batch_size=batch_size,
+        equalized=equalized,
+    )
+    return torch.from_numpy(probs)
 
 
 def confusion_matrix(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:

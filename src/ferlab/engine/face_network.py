@@ -24,10 +24,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
 from torch import nn
 
-from ferlab.engine.augment import Preprocess
 from ferlab.engine.checkpoint import file_sha256, read_checkpoint
 from ferlab.engine.recipe import (
     AugmentSection,
@@ -41,6 +40,7 @@ from ferlab.engine.recipe import (
     TrainSection,
 )
 from ferlab.errors import DataError, FerlabError
+from ferlab.inference.preprocess import Preprocess
 
 __all__ = ["face_recipe", "load_face_network"]
 
@@ -86,7 +86,7 @@ def _check_preprocess(face: Preprocess, emotion: Preprocess, path: Path) -> None
             path=path,
         )
     for name, pre in (("face network's", face), ("this recipe's", emotion)):
-        if torch.as_tensor(pre.mean).numel() != 1 or torch.as_tensor(pre.std).numel() != 1:
+        if np.size(pre.mean) != 1 or np.size(pre.std) != 1:
             raise DataError(
                 f"the {name} data.normalize is per_pixel; facial attention needs global or none "
                 "for both runs",

@@ -24,7 +24,7 @@ _DATA_KWARGS = ("num_classes",)
 
 def read_source(spec: str) -> tuple[Path, dict[str, Any]]:
     """The checkpoint behind ``model.init_from``: a path or a shipped model name."""
-    from ferlab.predictor import model_file
+    from ferlab.inference import model_file
 
     path = model_file(spec)
     if path.suffix.lower() == ".onnx":

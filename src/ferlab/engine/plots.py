@@ -10,17 +10,9 @@ from pathlib import Path
 
 import torch
 
+from ferlab.plots import pyplot
+
 __all__ = ["confusion", "curves", "misclassified", "pyplot"]
-
-
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def confusion(

@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from ferlab.errors import DataError, FerlabError
-from ferlab.predictor import SHIPPED
+from ferlab.inference.shipped import SHIPPED
 
 __all__ = [
     "AugmentSection",

@@ -50,7 +50,7 @@ from torch import nn
 
 from ferlab import __version__
 from ferlab.engine import distributed as D
-from ferlab.engine.augment import BatchAugment, Preprocess, equalize_hist, norm_stats
+from ferlab.engine.augment import BatchAugment, norm_stats, normalize_batch
 from ferlab.engine.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -66,6 +66,8 @@ from ferlab.engine.recipe import Recipe, parse_duration, recipe_from_dict, save_
 from ferlab.engine.schedule import LRSchedule
 from ferlab.engine.shift_augment import ShiftAugment
 from ferlab.errors import DataError, FerlabError
+from ferlab.inference.device import torch_device
+from ferlab.inference.preprocess import Preprocess, equalize_hist
 
 __all__ = [
     "StepInfo",
@@ -339,10 +341,7 @@ class _Trainer:
     # ------------------------------------------------------------------ setup
     def _setup_device(self) -> None:
         t = self.r.train
-        want = t.device
-        if want == "cuda" and not torch.cuda.is_available():
-            raise FerlabError("--device cuda was requested but no CUDA device is available")
-        use_cuda = want == "cuda" or (want == "auto" and torch.cuda.is_available())
+        use_cuda = torch_device(t.device).startswith("cuda")
         self.dist = D.setup(use_cuda)
         self.is_main = self.dist.is_main
         if use_cuda:
@@ -429,7 +428,7 @@ class _Trainer:
         for name, part in parts.items():
             imgs = part.images
             if r.data.hist_eq:
-                imgs = equalize_hist(imgs)
+                imgs = torch.from_numpy(equalize_hist(imgs.numpy()))
             parts[name] = (imgs, part.labels.clone(), part.targets)
         self.train_images, self.train_labels, self.train_soft = parts["train"]
         self.val_images, self.val_labels, _ = parts["val"]
@@ -463,12 +462,9 @@ class _Trainer:
         if self.device.type == "cuda":
             # 35k×48×48 uint8 is 80 MB: keep it on the GPU and gather batches there.
             self.train_images = self.train_images.to(self.device)
-        self.pre_dev = Preprocess(
-            self.pre.image_size,
-            self.pre.crop,
-            self.pre.hist_eq,
-            torch.as_tensor(self.pre.mean).to(self.device),
-            torch.as_tensor(self.pre.std).to(self.device),
+        self.norm_dev = (
+            torch.from_numpy(self.pre.mean).to(self.device),
+            torch.from_numpy(self.pre.std).to(self.device),
         )
         b = r.train.batch_size
         if b % self.dist.world:
@@ -753,7 +749,7 @@ class _Trainer:
             # process (photometric shifts need no global-batch agreement).
             images = self.shift_aug(images.cpu(), _gen(self.r.train.seed, 4, step, lo))
         images = images.to(self.device)
-        x = self.aug.apply(self.pre_dev.normalize(images, equalized=True), p)
+        x = self.aug.apply(normalize_batch(images, *self.norm_dev), p)
         x, target = self.aug.mix(x, target_all[lo:hi].to(self.device), g)
         labels = self.train_labels[idx].to(self.device)
         if self.channels_last:
@@ -796,7 +792,7 @@ class _Trainer:
         probs = predict_proba(
             model,
             self.val_images[shard],
-            self.pre_dev,
+            self.pre,
             batch_size=self.r.train.eval_batch_size,
             device=self.device,
             equalized=True,
@@ -1077,7 +1073,7 @@ class _Trainer:
                 probs = predict_proba(
                     model,
                     images,
-                    self.pre_dev,
+                    self.pre,
                     tta=tta,
                     batch_size=r.train.eval_batch_size,
                     device=self.device,

@@ -1,6 +1,6 @@
 """What every explanation starts from: the network, its input, and the way back to the face.
 
-A model reaches the explanation functions either as an :class:`~ferlab.predictor.EmotionModel`
+A model reaches the explanation functions either as an :class:`~ferlab.inference.EmotionModel`
 (from ``ferlab.load_model``), whose checkpoint records how faces become network input
 (resize to the stored image size, optional histogram equalisation, normalisation, centre crop),
 or as a bare ``nn.Module`` (a zoo model, e.g. from ``create_model``), which gets the face
@@ -22,13 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ferlab.errors import DataError, FerlabError, UnknownNameError
-from ferlab.predictor import gray_faces
+from ferlab.inference import gray_faces
 
 __all__ = ["Subject", "as_faces", "evaluating", "recording"]
 
 
 def as_faces(faces: Any) -> np.ndarray:
-    """:func:`ferlab.predictor.gray_faces`, with at least one face to explain."""
+    """:func:`ferlab.inference.gray_faces`, with at least one face to explain."""
     arr = gray_faces(faces)
     if arr.shape[0] == 0:
         raise DataError(
@@ -82,7 +82,7 @@ class Subject:
     """
 
     def __init__(self, model: Any) -> None:
-        from ferlab.predictor import EmotionModel
+        from ferlab.inference import EmotionModel
 
         if isinstance(model, EmotionModel):
             self.network: nn.Module = model.network

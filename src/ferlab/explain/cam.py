@@ -242,7 +242,7 @@ def class_activation_maps(
     """Heat maps of ``method`` for ``faces``, with the explained classes and probabilities.
 
     Args:
-        model: an :class:`~ferlab.predictor.EmotionModel` or a zoo ``nn.Module``.
+        model: an :class:`~ferlab.inference.EmotionModel` or a zoo ``nn.Module``.
         faces: uint8 grayscale faces N×H×W (or one H×W face; BGR crops are converted).
         method: one of :data:`CAM_METHODS`.
         target: ``None`` (each face's predicted class), a class index or name for all faces,

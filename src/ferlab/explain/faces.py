@@ -17,12 +17,9 @@ import cv2
 import numpy as np
 
 from ferlab.errors import DataError, UnknownNameError
+from ferlab.recognize.recognizer import CROP_MAX, FACE_MODES
 
-__all__ = ["CROP_MAX", "FACE_MODES", "FaceCrop", "faces_from_images"]
-
-#: Largest side (pixels) of an image that ``mode="auto"`` takes as one face crop.
-CROP_MAX = 128
-FACE_MODES = ("auto", "detect", "whole")
+__all__ = ["FaceCrop", "faces_from_images"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ def faces_from_images(
 
     Returns the faces and one note per image where no face was found.
     """
-    from ferlab.recognize import align_crop, create_detector, eye_angle, load_image
+    from ferlab.recognize import create_detector, crop_faces, load_image
 
     if mode not in FACE_MODES:
         raise UnknownNameError("face mode", mode, list(FACE_MODES))
@@ -94,9 +91,8 @@ def faces_from_images(
             notes.append(
                 f"{file}: no face found (mode 'whole', --faces whole, explains it as one face)"
             )
-        for i, det in enumerate(found):
-            angle = (eye_angle(gray, det.box) if align else None) or 0.0
-            crop = align_crop(gray, det.box, angle=angle)
+        crops, _ = crop_faces(gray, [det.box for det in found], align)
+        for i, (det, crop) in enumerate(zip(found, crops, strict=True)):
             box = tuple(int(v) for v in det.box)
             faces.append(FaceCrop(f"{stem}_face{i}", str(file), box, crop))  # type: ignore[arg-type]
     return faces, notes

@@ -76,7 +76,7 @@ def save_tiles(
     dpi: int = 100,
 ) -> Path:
     """Draw rows of captioned images as one PNG (rows may differ in length)."""
-    from ferlab.engine.plots import pyplot
+    from ferlab.plots import pyplot
 
     plt = pyplot()
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
@@ -165,7 +165,7 @@ def attention_figure(
 
 def se_figure(model: Any, face: np.ndarray, path: str | Path) -> Path:
     """Bar chart of every squeeze-and-excitation layer's channel gates for the face."""
-    from ferlab.engine.plots import pyplot
+    from ferlab.plots import pyplot
 
     plt = pyplot()
     gates = se_channel_weights(model, face)

@@ -73,7 +73,7 @@ def filter_images(
     """Optimise one noise image per filter to maximise its mean activation.
 
     Args:
-        model: an :class:`~ferlab.predictor.EmotionModel` or a zoo ``nn.Module``.
+        model: an :class:`~ferlab.inference.EmotionModel` or a zoo ``nn.Module``.
         filters: channel indices of the layer; default: the ``count`` filters that the starting
             noise excites most, returned in order of the activation their images reach
             (Jahromi & Fyshe show their "best filters"; optimising every filter of a 256-channel

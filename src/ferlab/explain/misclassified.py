@@ -56,13 +56,13 @@ def misclassified(
     """Predict every face of ``split`` of ``data`` and keep the wrong ones.
 
     Args:
-        model: an :class:`~ferlab.predictor.EmotionModel` (``ferlab.load_model``).
+        model: an :class:`~ferlab.inference.EmotionModel` (``ferlab.load_model``).
         data: a :class:`~ferlab.data.FERData` (``ferlab.load_dataset``) or a path to load.
         split: ``train``, ``val`` (PublicTest) or ``test`` (PrivateTest).
     """
     from ferlab.data import load_dataset
     from ferlab.data.dataset import SPLITS
-    from ferlab.predictor import EmotionModel
+    from ferlab.inference import EmotionModel
 
     if not isinstance(model, EmotionModel):
         raise FerlabError(

@@ -3,10 +3,10 @@
 * :func:`export_onnx` (``ferlab export``) writes a checkpoint, shipped model or registered
   architecture as an ``.onnx`` file carrying its labels, input size and preprocessing
   (:mod:`ferlab.export.metadata`), optionally int8-quantised (:mod:`ferlab.export.quantize`).
-* :func:`load_onnx` / ``ferlab.load_model("model.onnx")`` runs such a file with ONNX Runtime
-  behind the :class:`~ferlab.predictor.EmotionModel` interface, without importing PyTorch.
+* Running such a file is the inference core's job: ``ferlab.load_model("model.onnx")`` (or
+  :func:`ferlab.inference.onnx_backend.load_onnx`) runs it with ONNX Runtime, without PyTorch.
 
-Names load on first use: exporting needs torch, running an export does not. See
+Exporting needs PyTorch and the onnx package (the ``ferlab[train]`` extra). See
 ``docs/export.md``.
 """
 
@@ -17,9 +17,6 @@ from typing import Any
 _LAZY = {
     "export_onnx": "ferlab.export.onnx_export",
     "network_to_onnx": "ferlab.export.onnx_export",
-    "load_onnx": "ferlab.export.runtime",
-    "OnnxEmotionModel": "ferlab.export.runtime",
-    "ArrayPreprocess": "ferlab.export.preprocess",
     "quantize_model": "ferlab.export.quantize",
 }
 

@@ -10,8 +10,9 @@ Choices, measured with torch 2.13 and onnxruntime 1.32:
   staying at 17 elsewhere lets older runtimes load the other models.
 * **The network only**: the graph maps prepared faces (``input``, float32 N×C×H×W, normalised
   and cropped) to ``logits``. The preparation (resize, equalisation, mean/std, crop) and the
-  test-time augmentation are described in the metadata (:mod:`ferlab.export.metadata`) and run
-  in numpy by :mod:`ferlab.export.runtime`, so a consumer can also feed its own crops.
+  test-time augmentation are described in the metadata (:mod:`ferlab.inference.metadata`) and
+  run in numpy by the inference core (:mod:`ferlab.inference.onnx_backend`), so a consumer can
+  also feed its own crops.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import torch
 from torch import nn
 
 from ferlab.errors import DataError, FerlabError, UnknownNameError
-from ferlab.export import metadata
-from ferlab.export.preprocess import ArrayPreprocess
+from ferlab.inference import metadata
+from ferlab.inference.preprocess import Preprocess, resolve_tta
+from ferlab.inference.shipped import SHIPPED, model_file
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -44,7 +46,7 @@ STN_OPSET = 20
 
 
 def require_onnx() -> None:
-    """Fail with an install hint when the ``onnx`` extra is missing."""
+    """Fail with an install hint when the export's packages are missing."""
     missing = []
     for module in ("onnx", "onnxruntime"):
         try:
@@ -52,7 +54,7 @@ def require_onnx() -> None:
         except ImportError:
             missing.append(module)
     if missing:
-        raise FerlabError(f"ONNX export needs {' and '.join(missing)}: pip install 'ferlab[onnx]'")
+        raise FerlabError(f"ONNX export needs {' and '.join(missing)}: pip install 'ferlab[train]'")
 
 
 def default_opset(network: nn.Module) -> int:
@@ -72,10 +74,8 @@ def load_source(source: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     ``source``: a shipped model name (``default``, ``ferplus``), a checkpoint path, or a
     registered architecture, exported with its freshly initialised (untrained) weights.
     """
-    from ferlab.engine.augment import Preprocess
     from ferlab.engine.checkpoint import load_checkpoint
     from ferlab.models import create_model, list_models
-    from ferlab.predictor import SHIPPED, model_file
 
     key = str(source)
     if key in SHIPPED or Path(key).exists():
@@ -119,7 +119,7 @@ def onnx_metadata(meta: dict[str, Any], *, tta: str, quantization: str) -> dict[
     return {
         "labels": [str(c) for c in meta["classes"]],
         "input_size": [int(v) for v in meta["input_size"]],
-        "preprocess": ArrayPreprocess.from_dict(meta["preprocess"].to_dict()).to_dict(),
+        "preprocess": meta["preprocess"].to_dict(),
         "tta": tta,
         "model": meta["model"]["name"],
         "model_kwargs": meta["model"].get("kwargs", {}),
@@ -159,11 +159,7 @@ def network_to_onnx(
     """
     import onnx
 
-    from ferlab.predictor import TTA_CHOICES
-
-    chosen_tta = tta or meta.get("tta", "none")
-    if chosen_tta not in TTA_CHOICES:
-        raise UnknownNameError("test-time augmentation", chosen_tta, list(TTA_CHOICES))
+    chosen_tta = resolve_tta(tta, meta.get("tta"))
     opset = opset or default_opset(network)
     name = meta["model"]["name"]
     network = network.eval().cpu()
@@ -270,7 +266,7 @@ def export_onnx(
     """
     require_onnx()
     from ferlab.export.quantize import MODES, calibration_faces, quantize_model
-    from ferlab.export.runtime import load_onnx, softmax
+    from ferlab.inference.onnx_backend import load_onnx, softmax
 
     if int8 is not None and int8 not in MODES:
         raise UnknownNameError("quantisation", int8, list(MODES))
@@ -287,7 +283,7 @@ def export_onnx(
     model = network_to_onnx(
         network, meta, dynamic_batch=dynamic_batch or bool(int8), opset=opset, tta=tta
     )
-    preprocess = ArrayPreprocess.from_dict(meta["preprocess"].to_dict())
+    preprocess: Preprocess = meta["preprocess"]
     held_out = None
     if calibration is not None:
         pool = (
@@ -314,7 +310,7 @@ def export_onnx(
         kind = "random pixels"
     x = preprocess(faces)[0]
     exported = load_onnx(model.SerializeToString(), device="cpu", tta="none")
-    got, want = softmax(exported.logits(x)), _torch_probs(network, x)
+    got, want = softmax(exported.backend.logits(x)), _torch_probs(network, x)
     _save(model, out)
     fields = metadata.decode({p.key: p.value for p in model.metadata_props})
     return {

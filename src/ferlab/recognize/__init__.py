@@ -7,7 +7,7 @@
 See ``docs/recognize.md`` for the pipeline, its measured choices and the command-line verbs.
 """
 
-from ferlab.recognize.align import FER_CROP_SCALE, FER_SIZE, align_crop, eye_angle
+from ferlab.recognize.align import FER_CROP_SCALE, FER_SIZE, align_crop, crop_faces, eye_angle
 from ferlab.recognize.detect import (
     DETECTORS,
     Detection,
@@ -24,13 +24,21 @@ from ferlab.recognize.io import (
     decode_image,
     load_image,
 )
-from ferlab.recognize.recognizer import EmotionClassifier, Recognizer, load_classifier
+from ferlab.recognize.recognizer import (
+    CROP_MAX,
+    FACE_MODES,
+    EmotionClassifier,
+    Recognizer,
+    load_classifier,
+)
 from ferlab.recognize.results import Face, FrameResult, Results
 from ferlab.recognize.track import IoUTracker, Track
 from ferlab.recognize.video import LatestFrameGrabber, has_display
 
 __all__ = [
+    "CROP_MAX",
     "DETECTORS",
+    "FACE_MODES",
     "FER_CROP_SCALE",
     "FER_SIZE",
     "IMAGE_EXTENSIONS",
@@ -50,6 +58,7 @@ __all__ = [
     "annotate",
     "array_to_bgr",
     "create_detector",
+    "crop_faces",
     "decode_image",
     "eye_angle",
     "has_display",

@@ -24,11 +24,12 @@ rotation would not bring the crop closer to the training data, only blur it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
 
-from ferlab.recognize.detect import _cascade
+from ferlab.recognize.detect import cascade
 
 __all__ = [
     "FER_CROP_SCALE",
@@ -36,7 +37,9 @@ __all__ = [
     "MAX_ROLL",
     "MIN_ROLL",
     "align_crop",
+    "crop_faces",
     "eye_angle",
+    "whole_face",
     "roll_correction",
 ]
 
@@ -70,7 +73,7 @@ def eye_angle(gray: np.ndarray, box: tuple[int, int, int, int]) -> float | None:
         (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale))),
         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
     )
-    eyes, _, weights = _cascade("haarcascade_eye.xml").detectMultiScale3(
+    eyes, _, weights = cascade("haarcascade_eye.xml").detectMultiScale3(
         region,
         scaleFactor=1.1,
         minNeighbors=3,
@@ -136,3 +139,28 @@ def align_crop(
     return cv2.warpAffine(
         gray, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
+
+
+def crop_faces(
+    gray: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], align: bool = True
+) -> tuple[np.ndarray, list[float | None]]:
+    """The FER crops (uint8 N×48×48) of the faces in ``boxes`` and their measured rolls.
+
+    With ``align``, each face's roll is measured from its eyes (:func:`eye_angle`) and the crop
+    is levelled by :func:`roll_correction` of it: rolls under :data:`MIN_ROLL` are reported but
+    not corrected. Without ``align`` the rolls are ``None``.
+    """
+    rolls = [eye_angle(gray, box) if align else None for box in boxes]
+    crops = [
+        align_crop(gray, box, angle=roll_correction(roll))
+        for box, roll in zip(boxes, rolls, strict=True)
+    ]
+    return np.stack(crops) if crops else np.zeros((0, FER_SIZE, FER_SIZE), np.uint8), rolls
+
+
+def whole_face(gray: np.ndarray, size: int = FER_SIZE) -> np.ndarray:
+    """A whole image taken as one face crop (it is already framed like FER2013), resized to
+    ``size``×``size`` with area averaging (unchanged when it has that size)."""
+    if gray.shape == (size, size):
+        return gray
+    return cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)

@@ -73,12 +73,14 @@ class Detection:
 
     Attributes:
         box: ``(x, y, w, h)`` in pixel coordinates of the image passed to ``detect``.
-        score: the cascade's level weight (see the module docstring); higher is more face-like.
-        kind: which pass found it: ``"frontal"``, ``"profile"`` or ``"profile-mirrored"``.
+        score: the cascade's level weight (see the module docstring); higher is more face-like;
+            ``None`` for faces not found by a detector.
+        kind: which pass found it: ``"frontal"``, ``"profile"`` or ``"profile-mirrored"``;
+            ``"given"`` (a box from the caller) or ``"whole"`` (the whole image is the face).
     """
 
     box: tuple[int, int, int, int]
-    score: float
+    score: float | None
     kind: str = "frontal"
 
 
@@ -98,7 +100,8 @@ class FaceDetector(Protocol):
 
 
 @cache
-def _cascade(filename: str) -> cv2.CascadeClassifier:
+def cascade(filename: str) -> cv2.CascadeClassifier:
+    """One of OpenCV's bundled Haar cascades, loaded once."""
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     if folder is None:
         raise FerlabError(
@@ -184,8 +187,8 @@ class HaarDetector:
         self.min_face = min_face
         self.detect_size = detect_size
         self.nms_iou = nms_iou
-        self._frontal = _cascade("haarcascade_frontalface_default.xml")
-        self._profile = _cascade("haarcascade_profileface.xml") if profile else None
+        self._frontal = cascade("haarcascade_frontalface_default.xml")
+        self._profile = cascade("haarcascade_profileface.xml") if profile else None
 
     def __repr__(self) -> str:
         return (

@@ -177,3 +177,57 @@ def array_to_bgr(array: np.ndarray, color: str = "bgr", name: str = "<array>") -
     if color == "rgb":
         image = image[:, :, ::-1]
     return np.ascontiguousarray(image)
+
+
+#: Columns of a face-box CSV (``ferlab predict --boxes``), in pixels of the image.
+BOX_COLUMNS = ("image", "x", "y", "w", "h")
+
+
+def read_boxes(path: str | Path) -> dict[str, list[tuple[int, int, int, int]]]:
+    """Face boxes by image from a CSV with the header ``image,x,y,w,h`` (one row per face).
+
+    Image paths are read relative to the current folder, like paths on the command line, and
+    returned resolved (absolute). Every problem is a :class:`~ferlab.errors.DataError` naming
+    the file and line: a missing column, a value that is not an integer, a box without area.
+    """
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("box file not found" if not path.exists() else "not a file", path=path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read the box file ({exc})", path=path) from None
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in BOX_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise DataError(
+            f"missing column(s) {', '.join(missing)}; the header must be {','.join(BOX_COLUMNS)}",
+            path=path,
+            row=1,
+        )
+    boxes: dict[str, list[tuple[int, int, int, int]]] = {}
+    for row in reader:
+        line = reader.line_num
+        if not (row.get("image") or "").strip():
+            raise DataError("the image path is empty", path=path, row=line, field="image")
+        values = []
+        for key in BOX_COLUMNS[1:]:
+            raw = (row.get(key) or "").strip()
+            try:
+                values.append(int(raw))
+            except ValueError:
+                raise DataError(
+                    f"{raw!r} is not an integer number of pixels", path=path, row=line, field=key
+                ) from None
+        x, y, w, h = values
+        if w < 1 or h < 1 or x < 0 or y < 0:
+            raise DataError(
+                f"box ({x}, {y}, {w}, {h}) must have x, y >= 0 and w, h >= 1",
+                path=path,
+                row=line,
+            )
+        image = str(Path(row["image"].strip()).resolve())
+        boxes.setdefault(image, []).append((x, y, w, h))
+    return boxes

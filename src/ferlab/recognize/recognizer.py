@@ -12,12 +12,18 @@ The classifier is duck-typed: ``model`` is either a name or checkpoint path, han
 * ``predict_proba(faces)``: takes a uint8 array N×48×48 of grayscale face crops and returns an
   N×C array of probabilities (C = ``len(labels)``).
 
-so a scikit-learn pipeline, an ONNX session wrapper or a test double plugs in unchanged.
+(an ``EmotionModel``, an ONNX session wrapper, a test double; a scikit-learn pipeline fits once
+it takes those N×48×48 arrays and has ``labels``, e.g. as a thin wrapper).
+
+Faces come from the detector, or from the caller: ``boxes=`` gives the face boxes of one's own
+detector, and ``faces="whole"`` takes each image as one face crop (``"auto"``, the default,
+does so for images no larger than :data:`CROP_MAX` pixels a side, such as FER2013's 48×48
+crops; ``"detect"`` always runs the detector).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -26,9 +32,10 @@ from typing import Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from ferlab.errors import DataError, FerlabError
-from ferlab.recognize.align import align_crop, eye_angle
-from ferlab.recognize.detect import FaceDetector, create_detector, iou
+from ferlab.errors import DataError, FerlabError, UnknownNameError
+from ferlab.inference import EmotionModel, load_model, resolve_tta
+from ferlab.recognize.align import crop_faces, whole_face
+from ferlab.recognize.detect import Detection, FaceDetector, create_detector, iou
 from ferlab.recognize.draw import annotate
 from ferlab.recognize.io import VIDEO_EXTENSIONS, array_to_bgr, list_images, load_image
 from ferlab.recognize.results import FIXED_COLUMNS, Face, FrameResult, Results
@@ -42,7 +49,27 @@ from ferlab.recognize.video import (
     read_frames,
 )
 
-__all__ = ["EmotionClassifier", "Recognizer", "Source", "load_classifier"]
+__all__ = [
+    "CROP_MAX",
+    "FACE_MODES",
+    "Box",
+    "EmotionClassifier",
+    "Recognizer",
+    "Source",
+    "check_boxes",
+    "load_classifier",
+]
+
+#: Largest side (pixels) of an image that ``faces="auto"`` takes as one face crop: FER2013's
+#: crops are 48×48, and a photo this small cannot hold a face the detector would find (its
+#: smallest face is ``min_face`` = 48 px, framed with a margin).
+CROP_MAX = 128
+#: Where faces come from: ``auto`` (small images are one face, others are searched),
+#: ``detect`` (search every image) or ``whole`` (every image is one face).
+FACE_MODES = ("auto", "detect", "whole")
+
+#: A face box ``(x, y, w, h)`` in pixels.
+Box = tuple[int, int, int, int]
 
 #: Frame rate written into annotated camera recordings: cameras give no rate, and processing
 #: with the newest-frame grabber runs at whatever speed the machine manages.
@@ -67,20 +94,32 @@ def load_classifier(
 ) -> EmotionClassifier:
     """Load a classifier by model name, checkpoint or ``.onnx`` path with ``ferlab.load_model``.
 
-    Imported here, lazily, so that detection-only use never pays for torch. ``runtime``:
-    ``torch``, ``onnx`` (ONNX Runtime) or ``auto`` (see ``ferlab.load_model``); ``tta``: the
-    test-time augmentation (``None``: the model's own).
+    ``runtime``: ``torch``, ``onnx`` (ONNX Runtime) or ``auto`` (see ``ferlab.load_model``);
+    ``tta``: the test-time augmentation (``None``: the model's own).
     """
-    try:
-        from ferlab.predictor import load_model
-    except ModuleNotFoundError as exc:
-        if exc.name != "ferlab.predictor":
-            raise
-        raise FerlabError(
-            f"cannot load model '{name}': this install has no ferlab.load_model; pass a "
-            "classifier object with .labels and .predict_proba(faces) instead"
-        ) from None
-    return load_model(name, device=device, runtime=runtime, **({} if tta is None else {"tta": tta}))
+    return load_model(name, device=device, runtime=runtime, tta=tta)
+
+
+def check_boxes(boxes: Any, shape: tuple[int, ...], where: str = "boxes") -> list[Box]:
+    """Face boxes ``(x, y, w, h)`` as integers, each with a positive size and overlapping the
+    image of ``shape`` (H, W); a :class:`~ferlab.errors.DataError` naming the bad one."""
+    out = []
+    for i, box in enumerate(boxes):
+        try:
+            x, y, w, h = (int(v) for v in box)
+        except (TypeError, ValueError):
+            raise DataError(
+                f"box {i} is {box!r}, not four integers x, y, w, h", field=where
+            ) from None
+        if w < 1 or h < 1:
+            raise DataError(f"box {i} ({x}, {y}, {w}, {h}) has no area", field=where)
+        if x >= shape[1] or y >= shape[0] or x + w <= 0 or y + h <= 0:
+            raise DataError(
+                f"box {i} ({x}, {y}, {w}, {h}) lies outside the {shape[1]}×{shape[0]} image",
+                field=where,
+            )
+        out.append((x, y, w, h))
+    return out
 
 
 class Recognizer:
@@ -99,10 +138,14 @@ class Recognizer:
             beside it) or ``"auto"`` (PyTorch when installed); ignored for classifier objects.
         tta: test-time augmentation of a model loaded by name: ``"none"``, ``"flip"`` or
             ``"ten_crop"`` (10 network inputs per face); ``None`` takes the one the model
-            records (ten-crop for the shipped models); ignored for classifier objects.
-        align: level the eyes before cropping (see :mod:`~ferlab.recognize.align`).
+            records (ten-crop for the shipped models) for photos and
+            :data:`~ferlab.inference.STREAM_TTA` for tracked video and camera frames; ignored
+            for classifier objects.
+        align: level the eyes before cropping (see :func:`~ferlab.recognize.align.crop_faces`).
         min_face: smallest face side to detect, in pixels of the original image.
-        detect_size: longest side of the downscaled copy that detection scans.
+        detect_size: longest side of the downscaled copy that detection scans; faces smaller
+            than about ``detect_size / 26`` of it are missed before ``min_face`` matters.
+        faces: where faces come from, one of :data:`FACE_MODES` (see the module docstring).
         smoothing: weight α of the newest frame in the per-track moving average of
             probabilities (1 = no smoothing); videos and cameras only.
         every_n: process every n-th video frame.
@@ -129,20 +172,27 @@ class Recognizer:
         full_scan_every: int = 5,
         runtime: str = "auto",
         tta: str | None = None,
+        faces: str = "auto",
     ) -> None:
+        if faces not in FACE_MODES:
+            raise UnknownNameError("face mode", faces, list(FACE_MODES))
+        self.faces = faces
         self.detector = create_detector(detector, min_face=min_face, detect_size=detect_size)
         if isinstance(model, str | Path):
-            # Options are passed only when chosen, so loaders that take (name, device) plug in.
-            chosen = {} if runtime == "auto" else {"runtime": runtime}
-            if tta is not None:
-                chosen["tta"] = tta
-            model = load_classifier(str(model), device=device, **chosen)
+            model = load_classifier(str(model), device=device, runtime=runtime, tta=tta)
         if not isinstance(model, EmotionClassifier):
             raise FerlabError(
                 "model must be a model name, a checkpoint path or an object with .labels and "
                 f".predict_proba(faces); got {type(model).__name__}"
             )
         self.classifier = model
+        #: The classifier of tracked video and camera frames: a ferlab model with the stream
+        #: TTA (see ``tta``), any other classifier as it is.
+        self.stream_classifier = (
+            model.with_tta(resolve_tta(tta, stream=True))
+            if isinstance(model, EmotionModel)
+            else model
+        )
         self.labels = tuple(str(label) for label in model.labels)
         if not self.labels or len(set(self.labels)) != len(self.labels):
             raise FerlabError(f"the classifier's labels must be distinct names, got {self.labels}")
@@ -168,8 +218,9 @@ class Recognizer:
 
     # ------------------------------------------------------------------ one frame
 
-    def _classify(self, crops: np.ndarray) -> np.ndarray:
-        probs = np.asarray(self.classifier.predict_proba(crops), dtype=np.float32)
+    def _classify(self, crops: np.ndarray, stream: bool = False) -> np.ndarray:
+        classifier = self.stream_classifier if stream else self.classifier
+        probs = np.asarray(classifier.predict_proba(crops), dtype=np.float32)
         if probs.shape != (len(crops), len(self.labels)) or not np.isfinite(probs).all():
             raise FerlabError(
                 f"the classifier returned {probs.shape} values for {len(crops)} faces and "
@@ -186,13 +237,25 @@ class Recognizer:
         time_s: float = 0.0,
         tracker: IoUTracker | None = None,
         full_scan: bool = True,
+        boxes: Sequence[Box] | None = None,
     ) -> list[Face]:
         """Faces in one BGR uint8 image; with a tracker, ids are track ids and probabilities are
         smoothed, and ``full_scan=False`` searches only around the tracked faces (falling back to
-        the whole frame when one of them is not found there)."""
+        the whole frame when one of them is not found there).
+
+        ``boxes``: the faces' boxes ``(x, y, w, h)`` from the caller's own detector; detection
+        is skipped and the faces' ``score`` is ``None``. Otherwise the recognizer's ``faces``
+        mode decides (see the module docstring).
+        """
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if boxes is None and tracker is None and self._is_whole(gray):
+            detections = [Detection((0, 0, gray.shape[1], gray.shape[0]), None, "whole")]
+            crops, rolls = whole_face(gray)[None], [None]
+            return self._faces(crops, rolls, detections, source, frame, time_s, tracker)
         detections = None
-        if tracker is not None and not full_scan:
+        if boxes is not None:
+            detections = [Detection(b, None, "given") for b in check_boxes(boxes, gray.shape)]
+        elif tracker is not None and not full_scan:
             tracked = tracker.live_boxes()
             detections = self.detector.detect_near(gray, tracked)
             # A tracked face not found near its last position (turned, occluded, or just a miss
@@ -205,14 +268,25 @@ class Recognizer:
             if tracker is not None:
                 tracker.update([], np.zeros((0, len(self.labels)), np.float32), frame)
             return []
-        rolls = [eye_angle(gray, d.box) if self.align else None for d in detections]
-        crops = np.stack(
-            [
-                align_crop(gray, d.box, angle=r or 0.0)
-                for d, r in zip(detections, rolls, strict=True)
-            ]
-        )
-        probs = self._classify(crops)
+        crops, rolls = crop_faces(gray, [d.box for d in detections], self.align)
+        return self._faces(crops, rolls, detections, source, frame, time_s, tracker)
+
+    def _is_whole(self, gray: np.ndarray) -> bool:
+        """Whether an image is one face crop under the recognizer's ``faces`` mode."""
+        return self.faces == "whole" or (self.faces == "auto" and max(gray.shape) <= CROP_MAX)
+
+    def _faces(
+        self,
+        crops: np.ndarray,
+        rolls: list[float | None],
+        detections: list[Detection],
+        source: str,
+        frame: int,
+        time_s: float,
+        tracker: IoUTracker | None,
+    ) -> list[Face]:
+        """Classify the crops and describe each face (tracked and smoothed with a tracker)."""
+        probs = self._classify(crops, stream=tracker is not None)
         if tracker is not None:
             tracks = tracker.update([d.box for d in detections], probs, frame)
             ids = [t.id for t in tracks]
@@ -248,6 +322,7 @@ class Recognizer:
         errors: str = "raise",
         progress: bool = False,
         max_frames: int | None = None,
+        boxes: Sequence[Box] | Mapping[str, Sequence[Box]] | None = None,
     ) -> Iterator[FrameResult]:
         """Yield one :class:`FrameResult` per image or processed video frame of ``source``.
 
@@ -261,6 +336,9 @@ class Recognizer:
                 ``error`` set and goes on with the next source.
             progress: draw rich progress bars (on stderr) for folders and videos.
             max_frames: stop a video or camera after this many processed frames.
+            boxes: the faces of one image source as boxes ``(x, y, w, h)`` (detection is
+                skipped), or a mapping from image path (as in ``source``) to its boxes; images
+                the mapping lacks have no face.
         """
         if errors not in ("raise", "collect"):
             raise FerlabError(f"errors must be 'raise' or 'collect', got {errors!r}")
@@ -276,10 +354,11 @@ class Recognizer:
                     errors=errors,
                     progress=progress,
                     max_frames=max_frames,
+                    boxes=boxes,
                 )
             return
         try:
-            yield from self._iter_one(source, color, every, progress, max_frames, errors)
+            yield from self._iter_one(source, color, every, progress, max_frames, errors, boxes)
         except DataError as exc:
             if errors == "raise":
                 raise
@@ -293,10 +372,12 @@ class Recognizer:
         progress: bool,
         max_frames: int | None,
         errors: str,
+        boxes: Any = None,
     ) -> Iterator[FrameResult]:
         if isinstance(source, np.ndarray):
             image = array_to_bgr(source, color)
-            yield FrameResult("<array>", 0, 0.0, image, self.process_frame(image))
+            given = _boxes_of(boxes, "<array>")
+            yield FrameResult("<array>", 0, 0.0, image, self.process_frame(image, boxes=given))
             return
         if isinstance(source, bool) or not isinstance(source, int | str | Path):
             raise DataError(
@@ -318,13 +399,16 @@ class Recognizer:
                 )
             with _progress(f"images in {path.name}", len(files), progress) as advance:
                 for file in files:
-                    yield from self.iter_frames(file, errors=errors)
+                    yield from self.iter_frames(file, errors=errors, boxes=boxes)
                     advance()
         elif path.suffix.lower() in VIDEO_EXTENSIONS:
+            if boxes is not None:
+                raise DataError("face boxes are for images; videos are searched", path=path)
             yield from self._iter_video(path, every, progress, max_frames)
         else:
             image = load_image(path)
-            yield FrameResult(str(path), 0, 0.0, image, self.process_frame(image, source=str(path)))
+            faces = self.process_frame(image, source=str(path), boxes=_boxes_of(boxes, str(path)))
+            yield FrameResult(str(path), 0, 0.0, image, faces)
 
     def _track(
         self, frames: Iterable[tuple[int, float, np.ndarray]], source: str, fps: float | None
@@ -395,6 +479,7 @@ class Recognizer:
         progress: bool = False,
         max_frames: int | None = None,
         video_out: str | Path | None = None,
+        boxes: Sequence[Box] | Mapping[str, Sequence[Box]] | None = None,
     ) -> Results:
         """Recognise every face in ``source``; see :meth:`iter_frames` for the arguments.
 
@@ -414,6 +499,7 @@ class Recognizer:
             errors=errors,
             progress=progress,
             max_frames=max_frames,
+            boxes=boxes,
         )
         every = self.every_n if every_n is None else every_n
         writer = None
@@ -469,6 +555,16 @@ class Recognizer:
             frames.close()
             if show:
                 cv2.destroyAllWindows()
+
+
+def _boxes_of(boxes: Any, name: str) -> Sequence[Box] | None:
+    """The given boxes of one image: all of them, or its entry of a mapping by path (as given,
+    or resolved)."""
+    if boxes is None or not isinstance(boxes, Mapping):
+        return boxes
+    if name in boxes:
+        return boxes[name]
+    return boxes.get(str(Path(name).resolve()), ())
 
 
 def _is_camera(source: Any) -> bool:

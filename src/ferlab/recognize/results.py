@@ -38,7 +38,8 @@ class Face:
         time: seconds from the start of the video or camera run (0 for images).
         face_id: track id in videos and camera runs, reading-order index in images.
         box: ``(x, y, w, h)`` in pixels of the original, upright image.
-        score: detector confidence (the cascade's level weight, see ``detect.py``).
+        score: detector confidence (the cascade's level weight, see ``detect.py``); ``None``
+            for a box given by the caller or a whole image taken as the face.
         roll: head roll in degrees measured from the eyes (``None`` when they were not found
             or alignment is off); the crop is rotated by it when it is 5° or more.
         scores: probability of each emotion, in the classifier's label order; in videos these
@@ -51,7 +52,7 @@ class Face:
     time: float
     face_id: int
     box: tuple[int, int, int, int]
-    score: float
+    score: float | None
     roll: float | None
     scores: dict[str, float]
     label: str
@@ -64,7 +65,7 @@ class Face:
             "time": round(self.time, 4),
             "face_id": self.face_id,
             "box": list(self.box),
-            "score": round(self.score, 4),
+            "score": None if self.score is None else round(self.score, 4),
             "roll": None if self.roll is None else round(self.roll, 2),
             "label": self.label,
             "scores": {k: round(v, 5) for k, v in self.scores.items()},
@@ -161,7 +162,7 @@ class Results:
                 "y": y,
                 "w": w,
                 "h": h,
-                "score": f.score,
+                "score": math.nan if f.score is None else f.score,
                 "roll": math.nan if f.roll is None else f.roll,
                 **f.scores,
                 "label": f.label,

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import numpy as np
-
 from ferlab import __version__
 from ferlab.light import LightMapper, WebhookSink, check_webhook_url
 from ferlab.recognize import FrameResult, HaarDetector, Recognizer
@@ -230,7 +228,7 @@ class Service:
 
         import cv2
 
-        from ferlab.recognize import align_crop
+        from ferlab.recognize import crop_faces
 
         tools = self.explainer()
         if isinstance(tools, str):
@@ -243,7 +241,7 @@ class Service:
         if not faces:
             return out
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        crops = np.stack([align_crop(gray, f.box, angle=f.roll or 0.0) for f in faces])
+        crops, _ = crop_faces(gray, [f.box for f in faces], self.recognizer.align)
         with self._explain_lock:
             if self._explain_classifier is None:
                 self._explain_classifier = copy.deepcopy(self.recognizer.classifier)

@@ -1,0 +1,140 @@
+"""The models shipped inside the package: their files, their digests, and finding a model file.
+
+Nothing here imports PyTorch or ONNX Runtime, so an install without either can list and locate
+models. Every shipped weights file's SHA-256 is recorded in :data:`SHIPPED` and checked when the
+file is loaded (:func:`verify_weights`): a damaged or replaced file is a clear error naming it,
+never a model that silently predicts wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from ferlab.errors import DataError, UnknownNameError
+
+__all__ = [
+    "SHIPPED",
+    "ShippedModel",
+    "file_sha256",
+    "model_file",
+    "shipped_models",
+    "verify_weights",
+    "weights_dir",
+]
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """One shipped model: its PyTorch checkpoint and ONNX twin, with their SHA-256 digests."""
+
+    pt: str
+    pt_sha256: str
+    onnx: str
+    onnx_sha256: str
+
+    def digests(self) -> dict[str, str]:
+        return {self.pt: self.pt_sha256, self.onnx: self.onnx_sha256}
+
+
+#: The shipped models by name. ``scripts/release_model.py`` writes the files and these digests.
+SHIPPED: dict[str, ShippedModel] = {
+    "default": ShippedModel(
+        pt="default.pt",
+        pt_sha256="a28567fcb6ad24aee736203f2c87f7552833f4fc91c8d39dfb151e69d13a0b6b",
+        onnx="default.onnx",
+        onnx_sha256="54d418bfe2337bdcacbda3ef525f4a68e6e04c532d6ea98c5f7a168cc9573afb",
+    ),
+    "ferplus": ShippedModel(
+        pt="ferplus.pt",
+        pt_sha256="fc1ceacc4a3dbf545b178296e986a193f407d3e5266f6387a579bfc6a8cdf96d",
+        onnx="ferplus.onnx",
+        onnx_sha256="d0263da3e8ee21172ee86446de99964e4a285ad72ce8129ee6cfcad70dce5511",
+    ),
+}
+
+
+def weights_dir() -> Path:
+    """The package folder holding the shipped weights files."""
+    return Path(str(resources.files("ferlab") / "weights"))
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_weights(path: str | Path) -> None:
+    """Check a shipped weights file against its recorded SHA-256 (other files pass unchecked).
+
+    A shipped file is one inside :func:`weights_dir` named in :data:`SHIPPED`.
+    """
+    path = Path(path)
+    try:
+        inside = path.resolve().parent == weights_dir().resolve()
+    except OSError:
+        return
+    if not inside:
+        return
+    want = {f: d for m in SHIPPED.values() for f, d in m.digests().items()}.get(path.name)
+    if want is None:
+        return
+    got = file_sha256(path)
+    if got != want:
+        raise DataError(
+            f"shipped weights are damaged or replaced: SHA-256 {got[:16]}… differs from the "
+            f"recorded {want[:16]}…; reinstall ferlab",
+            path=path,
+        )
+
+
+def shipped_models() -> dict[str, Path]:
+    """Shipped model names whose weights are present in this install, with their paths (the
+    ``.pt`` checkpoint, or the ``.onnx`` twin in an install that has only that)."""
+    found = {}
+    for name, model in SHIPPED.items():
+        for filename in (model.pt, model.onnx):
+            path = weights_dir() / filename
+            if path.is_file():
+                found[name] = path
+                break
+    return found
+
+
+def model_file(name_or_path: str | Path, *, onnx: bool = False) -> Path:
+    """The file behind a shipped model name or a path.
+
+    For a shipped name: the ``.pt`` checkpoint, or the ``.onnx`` twin when ``onnx`` is asked
+    for or the ``.pt`` is absent. A path is returned as it is once it exists.
+    """
+    key = str(name_or_path)
+    if key in SHIPPED:
+        model = SHIPPED[key]
+        names = (model.onnx, model.pt) if onnx else (model.pt, model.onnx)
+        for filename in names:
+            path = weights_dir() / filename
+            if path.is_file():
+                return path
+        raise DataError(
+            f"the '{key}' model's weights are not in this install "
+            f"(expected ferlab/weights/{model.pt} or {model.onnx}); reinstall ferlab or pass a "
+            "checkpoint path",
+            field="model",
+        )
+    path = Path(key)
+    if not path.exists():
+        if path.suffix or len(path.parts) > 1:
+            kind = "ONNX export" if path.suffix.lower() == ".onnx" else "checkpoint"
+            raise DataError(f"{kind} not found", path=path)
+        raise UnknownNameError(
+            "model (name or checkpoint path)",
+            key,
+            [*SHIPPED, "<path to a .pt checkpoint or .onnx export>"],
+        )
+    return path
