@@ -71,8 +71,9 @@ def speed(
     runtime; leaves ``float.onnx`` and ``int8.onnx`` in ``tmp``."""
     import torch
 
-    from ferlab.export import export_onnx, load_onnx
+    from ferlab.export import export_onnx
     from ferlab.export.onnx_export import load_source
+    from ferlab.inference.onnx_backend import load_onnx
 
     network, _ = load_source(source)
     export_onnx(source, tmp / "float.onnx", dynamic_batch=True)
@@ -107,8 +108,8 @@ def speed(
             "PyTorch eager": eager(t, nchw, False),
             "PyTorch channels-last (load_model)": eager(t, nhwc, False),
             "PyTorch channels-last bf16 (precision='bf16')": eager(t, nhwc, True),
-            "ONNX Runtime fp32": lambda inputs=inputs: fp32.logits(inputs),
-            f"ONNX Runtime int8 ({mode})": lambda inputs=inputs: int8.logits(inputs),
+            "ONNX Runtime fp32": lambda inputs=inputs: fp32.backend.logits(inputs),
+            f"ONNX Runtime int8 ({mode})": lambda inputs=inputs: int8.backend.logits(inputs),
         }
         for fn in fns.values():  # warm-up: first calls allocate and pick kernels
             fn()
@@ -122,7 +123,7 @@ def accuracy(
     """(split, runtime, accuracy, top-1 agreement with PyTorch) on PublicTest and PrivateTest,
     with test-time augmentation ``tta`` (default: the model's)."""
     import ferlab
-    from ferlab.export import load_onnx
+    from ferlab.inference.onnx_backend import load_onnx
 
     models = {
         "PyTorch eager": ferlab.load_model(source, device="cpu", runtime="torch", tta=tta),

@@ -161,7 +161,8 @@ def load_classifier(tta: str | None, runtime: str) -> tuple[object, str]:
         model = predictor.load_model("default", device="cpu", tta=tta, runtime=runtime)
         return model, f"shipped default model, {model.tta} test-time augmentation, {runtime}"
     from ferlab.data.dataset import FER2013_CLASSES
-    from ferlab.engine.augment import Preprocess
+    from ferlab.inference.preprocess import Preprocess
+    from ferlab.inference.torch_backend import TorchBackend
     from ferlab.models import create_model
 
     network = create_model("ferlab_net").eval()
@@ -171,7 +172,7 @@ def load_classifier(tta: str | None, runtime: str) -> tuple[object, str]:
         "preprocess": Preprocess(image_size=48, crop=44),
         "model": {"name": "ferlab_net"},
     }
-    model = predictor.EmotionModel(network, meta, device="cpu", tta="none")
+    model = predictor.EmotionModel(TorchBackend(network, "cpu"), meta, tta="none")
     return model, "randomly initialised FerlabNet (no shipped weights yet), centre crop"
 
 

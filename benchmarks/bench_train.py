@@ -146,16 +146,16 @@ class PILFaces(Dataset):
 
 def engine_data_rate(data: FERData, batches: int) -> float:
     """Images per second of the engine's batch preparation alone (gather, normalise, augment)."""
-    from ferlab.engine.augment import BatchAugment, Preprocess
+    from ferlab.engine.augment import BatchAugment, normalize_batch
 
-    pre = Preprocess(image_size=48, crop=CROP, mean=torch.tensor(MEAN), std=torch.tensor(STD))
+    mean, std = torch.tensor(MEAN), torch.tensor(STD)
     aug = BatchAugment(AUG, 48, CROP)
     g = torch.Generator().manual_seed(0)
     order = torch.randperm(N_TRAIN, generator=g)
     start = time.perf_counter()
     for i in range(batches):
         idx = order[i * BATCH : (i + 1) * BATCH]
-        aug.apply(pre.normalize(data.images[idx]), aug.sample(BATCH, g))
+        aug.apply(normalize_batch(data.images[idx], mean, std), aug.sample(BATCH, g))
     return batches * BATCH / (time.perf_counter() - start)
 
 

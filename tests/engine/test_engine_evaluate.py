@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from ferlab.engine.augment import Preprocess
 from ferlab.engine.evaluate import confusion_matrix, metrics_from_confusion, predict_proba
+from ferlab.inference.preprocess import Preprocess
 
 
 def test_metrics_from_a_hand_computed_confusion_matrix():
@@ -47,7 +47,7 @@ class _LeftRight(nn.Module):
 def test_predict_proba_tta_averages_views(crop):
     imgs = torch.zeros(3, 48, 48, dtype=torch.uint8)
     imgs[:, :, :24] = 255  # bright left half
-    pre = Preprocess(image_size=48, crop=crop, mean=torch.tensor(0.0), std=torch.tensor(1.0))
+    pre = Preprocess(image_size=48, crop=crop)
     model = _LeftRight()
     plain = predict_proba(model, imgs, pre, tta="none", batch_size=2)
     flip = predict_proba(model, imgs, pre, tta="flip", batch_size=2)

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import ferlab
-from ferlab.engine.augment import Preprocess
 from ferlab.errors import FerlabError
 from ferlab.explain import (
     facial_attention_maps,
@@ -18,6 +17,8 @@ from ferlab.explain import (
     supported_methods,
 )
 from ferlab.inference import EmotionModel
+from ferlab.inference.preprocess import Preprocess
+from ferlab.inference.torch_backend import TorchBackend
 from tests.explain.conftest import small_model
 
 STN_MODELS = ("deep_emotion", "deep_emotion_msa", "vggface_stn", "vggface_stn_msa")
@@ -82,7 +83,7 @@ def test_stn_warp_of_a_crop_model_matches_the_network_input(faces):
         "preprocess": Preprocess(image_size=48, crop=44),
         "model": {"name": "deep_emotion"},
     }
-    model = EmotionModel(network, meta)
+    model = EmotionModel(TorchBackend(network), meta)
     warp = stn_warp(model, faces)
     np.testing.assert_allclose(warp.theta[0], [[1, 0, 0.2 * 44 / 48], [0, 1, -0.1 * 44 / 48]])
     crop = torch.from_numpy(faces[:, None, 2:46, 2:46]).float()

@@ -10,7 +10,7 @@ import ferlab
 from ferlab.errors import FerlabError
 from ferlab.explain import filter_images
 from ferlab.explain._subject import Subject
-from ferlab.explain.cam import _capture, _resolve_layer
+from ferlab.explain.cam import capture, resolve_layer
 from tests.explain.conftest import small_model
 
 
@@ -31,9 +31,9 @@ def test_every_model(name):
 def _activation(model: torch.nn.Module, pixels: np.ndarray, filters: list[int]) -> np.ndarray:
     """Mean activation of filter ``filters[i]`` of the default layer on pixel image i."""
     subject = Subject(model)
-    _, layer = _resolve_layer(subject, None)
+    _, layer = resolve_layer(subject, None)
     x = torch.from_numpy(pixels).float()[:, None]
-    with torch.no_grad(), _capture(layer, grads=False) as store:
+    with torch.no_grad(), capture(layer, grads=False) as store:
         model(x)
     act = store["act"]
     return np.array([act[i, f].mean().item() for i, f in enumerate(filters)])

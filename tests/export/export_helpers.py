@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ferlab.engine.augment import Preprocess
-from ferlab.models import create_model
 from ferlab.inference import EmotionModel
+from ferlab.inference.preprocess import Preprocess
+from ferlab.inference.torch_backend import TorchBackend
+from ferlab.models import create_model
 
 
 def random_model(
@@ -67,7 +68,7 @@ def random_model(
 
 def torch_predictor(model: torch.nn.Module, meta: dict[str, Any], tta: str) -> EmotionModel:
     """The PyTorch predictor ``load_model`` would build for this model and metadata."""
-    return EmotionModel(model, meta, device="cpu", tta=tta)
+    return EmotionModel(TorchBackend(model, "cpu"), meta, tta=tta)
 
 
 def float64_probs(model: torch.nn.Module, meta: dict[str, Any], faces: np.ndarray) -> np.ndarray:

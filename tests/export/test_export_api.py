@@ -12,8 +12,9 @@ import ferlab
 from ferlab import __version__
 from ferlab.engine.checkpoint import load_checkpoint
 from ferlab.errors import DataError, FerlabError, UnknownNameError
-from ferlab.export import export_onnx, load_onnx
-from ferlab.export.metadata import FORMAT_VERSION, decode
+from ferlab.export import export_onnx
+from ferlab.inference.metadata import FORMAT_VERSION, decode
+from ferlab.inference.onnx_backend import load_onnx
 
 pytestmark = [pytest.mark.dataset, pytest.mark.slow]  # the checkpoint trains on real faces
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ferlab.export.onnx_export import DEFAULT_OPSET, STN_OPSET, default_opset, network_to_onnx
-from ferlab.export.runtime import load_onnx
+from ferlab.inference.onnx_backend import load_onnx
 from ferlab.models import create_model, list_models
 from tests.export.export_helpers import float64_probs, random_model, torch_predictor
 

@@ -30,7 +30,7 @@ from ferlab.recognize import Recognizer
 model = ferlab.load_model(sys.argv[1])
 results = Recognizer(model=sys.argv[1])(np.load(sys.argv[2]))
 print(json.dumps({
-    "class": type(model).__name__,
+    "runtime": model.runtime,
     "faces": [{"box": f.box, "label": f.label, "scores": f.scores} for f in results],
     "torch_loaded": any(m.startswith("torch") and sys.modules[m] is not None for m in sys.modules),
 }))
@@ -77,7 +77,7 @@ def test_onnx_backend_runs_without_torch(real_checkpoint, scene, torch_faces, tm
     done = _without_torch(_RECOGNIZE, "model.onnx", "scene.npy", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["class"] == "OnnxEmotionModel" and not result["torch_loaded"]
+    assert result["runtime"] == "onnx" and not result["torch_loaded"]
     _same(result["faces"], torch_faces)
 
 
@@ -88,12 +88,13 @@ def test_without_torch_a_checkpoint_falls_back_to_its_onnx_twin(
     np.save(tmp_path / "scene.npy", scene)
     done = _without_torch(_RECOGNIZE, "model.pt", "scene.npy", cwd=tmp_path)
     assert done.returncode == 1
-    assert "PyTorch is not installed" in done.stderr and "ferlab export model.pt" in done.stderr
+    assert "needs PyTorch" in done.stderr and "ferlab[train]" in done.stderr
+    assert "ferlab export model.pt" in done.stderr
     export_onnx(tmp_path / "model.pt", tmp_path / "model.onnx")
     done = _without_torch(_RECOGNIZE, "model.pt", "scene.npy", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["class"] == "OnnxEmotionModel"
+    assert result["runtime"] == "onnx"
     _same(result["faces"], torch_faces)
 
 

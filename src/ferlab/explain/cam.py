@@ -51,9 +51,11 @@ __all__ = [
     "CAM_METHODS",
     "SCORECAM_CHANNELS",
     "CamResult",
+    "capture",
     "class_activation_maps",
     "face_heatmap",
     "overlay_heatmap",
+    "resolve_layer",
     "target_layer",
 ]
 
@@ -135,7 +137,8 @@ def _pick_layer(calls: list[tuple[str, nn.Module, tuple | None]]) -> str | None:
 _DEFAULT_LAYERS: WeakKeyDictionary[nn.Module, str | None] = WeakKeyDictionary()
 
 
-def _resolve_layer(subject: Subject, layer: str | None) -> tuple[str, nn.Module]:
+def resolve_layer(subject: Subject, layer: str | None) -> tuple[str, nn.Module]:
+    """The layer to explain (name and module): ``layer`` by name, or the model's default."""
     modules = dict(subject.network.named_modules())
     if layer is None:
         if subject.network not in _DEFAULT_LAYERS:
@@ -158,11 +161,11 @@ def _resolve_layer(subject: Subject, layer: str | None) -> tuple[str, nn.Module]
 
 def target_layer(model: Any) -> str:
     """Name of the layer Grad-CAM and the filter images use for ``model`` by default."""
-    return _resolve_layer(Subject(model), None)[0]
+    return resolve_layer(Subject(model), None)[0]
 
 
 @contextmanager
-def _capture(layer: nn.Module, grads: bool) -> Iterator[dict[str, torch.Tensor]]:
+def capture(layer: nn.Module, grads: bool) -> Iterator[dict[str, torch.Tensor]]:
     """Keep the layer's output of the next pass: a detached copy (``act``), the tensor itself
     (``live``, for differentiating through it) and, with ``grads``, the gradient reaching it
     (``grad``)."""
@@ -253,7 +256,7 @@ def class_activation_maps(
         raise UnknownNameError("heat-map method", method, list(CAM_METHODS))
     subject = Subject(model)
     arr = as_faces(faces)
-    name, module = _resolve_layer(subject, layer)
+    name, module = resolve_layer(subject, layer)
     if _per_face(target) and len(list(target)) != arr.shape[0]:
         raise FerlabError(
             f"got {len(list(target))} targets for {arr.shape[0]} faces; give one each"
@@ -263,7 +266,7 @@ def class_activation_maps(
     with evaluating(subject.network), torch.inference_mode(False):
         for lo in range(0, arr.shape[0], _BATCH):
             x = subject.to_input(arr[lo : lo + _BATCH])
-            with _capture(module, grads=method != "scorecam") as store, torch.enable_grad():
+            with capture(module, grads=method != "scorecam") as store, torch.enable_grad():
                 x_in = x.clone().requires_grad_(True)
                 logits = subject.network(x_in).float()
                 targets = _batch_targets(subject, target, logits, lo)

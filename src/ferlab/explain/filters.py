@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ferlab.errors import FerlabError
 from ferlab.explain._subject import Subject, evaluating
-from ferlab.explain.cam import _capture, _resolve_layer
+from ferlab.explain.cam import capture, resolve_layer
 
 __all__ = ["FilterImages", "filter_images"]
 
@@ -94,7 +94,7 @@ def filter_images(
             f"blur_every={blur_every}, decay={decay}"
         )
     subject = Subject(model)
-    name, module = _resolve_layer(subject, layer)
+    name, module = resolve_layer(subject, layer)
     channels = _channels(subject, module)
     gen = torch.Generator().manual_seed(seed)
     lo, hi = (t.to(subject.device) for t in subject.pixel_bounds())
@@ -116,7 +116,7 @@ def filter_images(
         for step in range(steps):
             dx, dy = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
             x = x.detach().roll((dy, dx), dims=(2, 3)).requires_grad_(True)
-            with _capture(module, grads=False) as store, torch.enable_grad():
+            with capture(module, grads=False) as store, torch.enable_grad():
                 subject.network(_channels_in(x, subject.in_chans))
                 act = _chosen_activation(store, index)
                 grad = torch.autograd.grad(act.sum(), x)[0]
@@ -128,7 +128,7 @@ def filter_images(
                     x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel)
                 x = torch.maximum(torch.minimum(x, hi), lo).roll((-dy, -dx), dims=(2, 3))
             bar(step + 1)
-        with torch.no_grad(), _capture(module, grads=False) as store:
+        with torch.no_grad(), capture(module, grads=False) as store:
             subject.network(_channels_in(x, subject.in_chans))
             final = _chosen_activation(store, index).float().cpu()
     order = final.argsort(descending=True) if filters is None else torch.arange(len(chosen))
@@ -145,13 +145,13 @@ def _most_excited(
     subject: Subject, module: torch.nn.Module, start: torch.Tensor, count: int
 ) -> list[int]:
     """The ``count`` filters whose mean activation on the starting noise is highest."""
-    with torch.no_grad(), evaluating(subject.network), _capture(module, grads=False) as store:
+    with torch.no_grad(), evaluating(subject.network), capture(module, grads=False) as store:
         subject.network(_channels_in(start, subject.in_chans))
     return store["act"][0].float().mean(dim=(1, 2)).argsort(descending=True)[:count].tolist()
 
 
 def _channels(subject: Subject, module: torch.nn.Module) -> int:
-    with torch.no_grad(), evaluating(subject.network), _capture(module, grads=False) as store:
+    with torch.no_grad(), evaluating(subject.network), capture(module, grads=False) as store:
         subject.network(torch.zeros(1, subject.in_chans, *subject.input_hw, device=subject.device))
     return int(store["act"].shape[1])
 
