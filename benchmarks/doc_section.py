@@ -6,25 +6,15 @@ import os
 from pathlib import Path
 
 from ferlab.report import cpu_name
+from ferlab.markdown import write_section
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 
 
 def write_doc_section(lines: list[str], doc: Path = DOC) -> None:
-    """Replace the section that ``lines`` heads (``lines[0]``, a ``## `` heading) or append it.
-
-    Other sections keep their place and text, so each benchmark rewrites only its own results.
-    """
-    section = lines[0]
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    block = "\n".join(lines).rstrip("\n") + "\n"
-    if section in text:
-        head, rest = text.split(section, 1)
-        tail = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    doc.write_text(text)
+    """Replace the section that ``lines`` heads (``lines[0]``, a ``## `` heading) or append it;
+    the other sections keep their place and text."""
+    write_section(lines, doc)
 
 
 def machine(load: float | None = None) -> str:

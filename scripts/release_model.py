@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -23,11 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.doc_section import write_doc_section  # noqa: E402
 from ferlab.report import cpu_name  # noqa: E402
+from ferlab.markdown import write_section  # noqa: E402
 
 MAX_BYTES = 10_000_000
 WEIGHTS = ROOT / "src" / "ferlab" / "weights"
+TABLE = ROOT / "src" / "ferlab" / "inference" / "shipped.py"
 CARD = ROOT / "docs" / "models.md"
 TTAS = ("none", "flip", "ten_crop")
 
@@ -43,6 +45,19 @@ def _git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return out.stdout.strip()
+
+
+def _record_digests(name: str, pt: Path, onnx: Path, table: Path) -> None:
+    """Write the new files' SHA-256 into the shipped-model table, which checks them on load."""
+    from ferlab.inference.shipped import file_sha256
+
+    text = table.read_text()
+    start = text.index(f'    "{name}": ShippedModel(')
+    end = text.index("    ),\n", start)
+    entry = text[start:end]
+    for key, path in (("pt_sha256", pt), ("onnx_sha256", onnx)):
+        entry = re.sub(rf'{key}="[0-9a-f]*"', f'{key}="{file_sha256(path)}"', entry)
+    table.write_text(text[:start] + entry + text[end:])
 
 
 def _check_size(path: Path) -> None:
@@ -120,6 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", help="shipped model name: default or ferplus")
     parser.add_argument("--weights-dir", type=Path, default=WEIGHTS)
     parser.add_argument(
+        "--table", type=Path, default=TABLE, help="the shipped-model table to record digests in"
+    )
+    parser.add_argument(
         "--card", type=Path, default=CARD, help="figures go to img/models/ beside it"
     )
     args = parser.parse_args(argv)
@@ -139,8 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     val = _val_by_tta(best, recipe)
 
     args.weights_dir.mkdir(parents=True, exist_ok=True)
-    pt = args.weights_dir / SHIPPED[args.name]
-    onnx = pt.with_suffix(".onnx")
+    pt = args.weights_dir / SHIPPED[args.name].pt
+    onnx = args.weights_dir / SHIPPED[args.name].onnx
     for path in (pt, onnx):
         path.unlink(missing_ok=True)
     release_checkpoint(
@@ -167,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         if src.is_file():
             shutil.copyfile(src, figures / f"{args.name}_{fig}.png")
     sizes = {"pt": pt.stat().st_size, "onnx": onnx.stat().st_size}
-    write_doc_section(card_section(args.name, m, val, sizes), args.card)
+    write_section(card_section(args.name, m, val, sizes), args.card)
+    _record_digests(args.name, pt, onnx, args.table)
     summary = {t: round(v["accuracy"], 4) for t, v in val.items()}
     print(json.dumps({"weights": str(pt), "val": summary, "test": m["test"]["accuracy"]}))
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import ferlab
+import ferlab.inference.shipped as shipped_module
 from ferlab.engine import read_checkpoint, recipe_from_dict, train
 from tests.engine.engine_helpers import write_synthetic_csv
 
@@ -40,7 +41,14 @@ def test_release_ships_weights_onnx_twin_and_card(tiny_model, tmp_path):
     card.parent.mkdir()
     card.write_text("# Models\n\nHand-written text.\n\n## Measured: `default`\n\nold numbers\n")
     weights = tmp_path / "weights"
-    _script().main([str(run), "default", "--weights-dir", str(weights), "--card", str(card)])
+    table = tmp_path / "shipped.py"
+    table.write_text(Path(shipped_module.__file__).read_text())
+    argv = [str(run), "default", "--weights-dir", str(weights), "--card", str(card)]
+    _script().main([*argv, "--table", str(table)])
+    recorded = table.read_text()
+    for name in ("default.pt", "default.onnx"):
+        assert f'"{shipped_module.file_sha256(weights / name)}"' in recorded
+    assert shipped_module.SHIPPED["ferplus"].pt_sha256 in recorded  # the other model unchanged
 
     shipped = read_checkpoint(weights / "default.pt")
     assert "train_state" not in shipped and shipped["tta"] == "flip"
