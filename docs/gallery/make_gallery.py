@@ -96,7 +96,7 @@ def cam_methods(model, faces, labels, probs, out: Path) -> Path:
 
 
 def se_per_class(model, faces, labels, out: Path) -> Path:
-    from ferlab.engine.plots import pyplot
+    from ferlab.plots import pyplot
 
     plt = pyplot()
     gates: dict[str, list[np.ndarray]] = {}
