@@ -163,3 +163,11 @@ def test_min_face_and_detect_size_reach_the_detector(capsys, monkeypatch):
         seen.clear()
         run([*verb, "--min-face", "30", "--detect-size", "900"], capsys)
         assert seen["min_face"] == 30 and seen["detect_size"] == 900
+
+
+def test_photos_use_the_models_tta_and_tracked_frames_the_stream_tta(recognizer):
+    assert recognizer.classifier.tta == "ten_crop"  # the shipped model's own
+    assert recognizer.stream_classifier.tta == "none"  # ferlab.inference.STREAM_TTA
+    assert recognizer.stream_classifier.network is recognizer.classifier.network
+    chosen = Recognizer(model="default", runtime="onnx", tta="flip")
+    assert chosen.classifier.tta == chosen.stream_classifier.tta == "flip"
