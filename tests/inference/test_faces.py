@@ -12,23 +12,13 @@ import numpy as np
 import pytest
 
 import ferlab.recognize.align as align
-from ferlab.cli.app import main
 from ferlab.errors import DataError
 from ferlab.recognize import Recognizer, align_crop, crop_faces
 from ferlab.recognize.io import read_boxes
+from tests.cli.cli_helpers import run
 
 ROOT = Path(__file__).resolve().parents[2]
 ASTRONAUT = ROOT / "examples" / "astronaut.jpg"
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +142,17 @@ def test_min_face_and_detect_size_reach_the_detector(capsys, monkeypatch):
 
     seen = {}
 
-    def build(*args, **kwargs):
-        seen.update(kwargs)
+    def build(model, detector, device, runtime, tta, min_face, detect_size, **kwargs):
+        seen.update(min_face=min_face, detect_size=detect_size)
         raise SystemExit(0)
 
     monkeypatch.setattr(predict, "build_recognizer", build)
     run(["predict", str(ASTRONAUT), "--min-face", "24", "--detect-size", "1280"], capsys)
-    assert seen["min_face"] == 24 and seen["detect_size"] == 1280
+    assert seen == {"min_face": 24, "detect_size": 1280}
     for verb in (["video", "clip.mp4"], ["live"]):
         seen.clear()
         run([*verb, "--min-face", "30", "--detect-size", "900"], capsys)
-        assert seen["min_face"] == 30 and seen["detect_size"] == 900
+        assert seen == {"min_face": 30, "detect_size": 900}
 
 
 def test_photos_use_the_models_tta_and_tracked_frames_the_stream_tta(recognizer):

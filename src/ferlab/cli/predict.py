@@ -118,13 +118,27 @@ def register(app: typer.Typer) -> None:
 
 
 def build_recognizer(
-    model: str, detector: str, device: str, runtime: str, tta: str | None, **kwargs: Any
+    model: str,
+    detector: str,
+    device: str,
+    runtime: str,
+    tta: str | None,
+    min_face: int,
+    detect_size: int,
+    **kwargs: Any,
 ) -> Recognizer:
     """The :class:`~ferlab.recognize.Recognizer` of the recognition commands' options."""
     from ferlab.recognize import Recognizer
 
     return Recognizer(
-        detector=detector, model=model, device=device, runtime=runtime, tta=tta, **kwargs
+        detector=detector,
+        model=model,
+        device=device,
+        runtime=runtime,
+        tta=tta,
+        min_face=min_face,
+        detect_size=detect_size,
+        **kwargs,
     )
 
 
@@ -197,14 +211,7 @@ def predict(
 
     given = read_boxes(boxes) if boxes is not None else None
     rec = build_recognizer(
-        model,
-        detector,
-        device,
-        runtime,
-        tta,
-        min_face=min_face,
-        detect_size=detect_size,
-        faces=faces,
+        model, detector, device, runtime, tta, min_face, detect_size, faces=faces
     )
     sink = _AnnotationSink(annotate) if annotate is not None else None
     try:
@@ -406,10 +413,10 @@ def video(
         device,
         runtime,
         tta,
+        min_face,
+        detect_size,
         smoothing=smoothing,
         every_n=every,
-        min_face=min_face,
-        detect_size=detect_size,
     )
     sink = _VideoSink(out, every) if out is not None else None
     try:
@@ -468,14 +475,7 @@ def live(
     from ferlab.recognize import has_display
 
     rec = build_recognizer(
-        model,
-        detector,
-        device,
-        runtime,
-        tta,
-        smoothing=smoothing,
-        min_face=min_face,
-        detect_size=detect_size,
+        model, detector, device, runtime, tta, min_face, detect_size, smoothing=smoothing
     )
     show = not json_out and has_display()
     if not show and not json_out:

@@ -286,9 +286,9 @@ def serve(
         device,
         runtime,
         tta,
+        min_face,
+        detect_size,
         smoothing=smoothing,
-        min_face=min_face,
-        detect_size=detect_size,
         faces="detect",
     )
     if settings.worker_count > 1 and getattr(rec.classifier, "runtime", None) == "torch":
@@ -363,14 +363,7 @@ def light(
         raise FerlabError("--sink webhook needs --url http://...")
     mapper = LightMapper(parse_color_overrides(color or []), tau=light_tau)
     rec = build_recognizer(
-        model,
-        detector,
-        device,
-        runtime,
-        tta,
-        smoothing=smoothing,
-        min_face=min_face,
-        detect_size=detect_size,
+        model, detector, device, runtime, tta, min_face, detect_size, smoothing=smoothing
     )
     mapper.check_labels(rec.labels)
     webhook = (

@@ -23,7 +23,6 @@ model (files written before the digest existed load without the check).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from ferlab.errors import DataError, FerlabError
+from ferlab.inference.shipped import file_sha256
 
 __all__ = [
     "FORMAT",
@@ -120,15 +120,6 @@ def _process_alive(pid: int) -> bool:
     except OSError:  # exists but belongs to someone else, or no such check (Windows)
         return True
     return True
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks: the provenance of weights a run started from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

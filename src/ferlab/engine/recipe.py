@@ -32,6 +32,8 @@ from typing import Any
 import yaml
 
 from ferlab.errors import DataError, FerlabError
+from ferlab.inference.device import DEVICES
+from ferlab.inference.preprocess import TTA_CHOICES
 from ferlab.inference.shipped import SHIPPED
 
 __all__ = [
@@ -279,10 +281,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "augment.fill": ("zeros", "border", "reflection"),
     "optim.name": ("sgd", "adam", "adamw"),
     "schedule.kind": ("constant", "step", "plateau", "cosine", "onecycle"),
-    "train.device": ("auto", "cpu", "cuda"),
+    "train.device": DEVICES,
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.budget_clock": ("wall", "cpu"),
-    "eval.tta": ("none", "flip", "ten_crop"),
+    "eval.tta": TTA_CHOICES,
 }
 _POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "optim.lr"}
 
