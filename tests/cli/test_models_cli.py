@@ -49,7 +49,7 @@ def test_models_verb_is_listed_in_help() -> None:
 
 
 def test_models_shipped_lists_the_installed_weights(tmp_path, monkeypatch) -> None:
-    import ferlab.inference
+    import ferlab.inference.shipped
     from ferlab.engine.checkpoint import release_checkpoint
     from tests.engine.engine_helpers import register_tiny, trained_checkpoint, unregister_tiny
 
@@ -57,7 +57,7 @@ def test_models_shipped_lists_the_installed_weights(tmp_path, monkeypatch) -> No
     try:
         best = trained_checkpoint(tmp_path / "run", "engine_test_tiny", epochs=1, n=120)
         release_checkpoint(best, tmp_path / "default.pt", tta="flip")
-        monkeypatch.setattr(ferlab.inference, "_weights_dir", lambda: tmp_path)
+        monkeypatch.setattr(ferlab.inference.shipped, "weights_dir", lambda: tmp_path)
         result = runner.invoke(app, ["models", "--shipped", "--json"])
         assert result.exit_code == 0, result.output
         (row,) = json.loads(result.stdout)
@@ -67,6 +67,6 @@ def test_models_shipped_lists_the_installed_weights(tmp_path, monkeypatch) -> No
         assert table.exit_code == 0 and "engine_test_tiny" in table.stdout
     finally:
         unregister_tiny()
-    monkeypatch.setattr(ferlab.inference, "_weights_dir", lambda: tmp_path / "none")
+    monkeypatch.setattr(ferlab.inference.shipped, "weights_dir", lambda: tmp_path / "none")
     result = runner.invoke(app, ["models", "--shipped"])
     assert result.exit_code == 0 and "no shipped models" in result.stdout

@@ -93,7 +93,7 @@ def test_predict_json_reports_every_input_and_goes_on_after_errors(
         ["predict", *(str(inputs[k]) for k in order), "--json", "--model", "test"], capsys
     )
     assert code == 1  # some inputs failed
-    assert test_model == [("test", "auto")]
+    assert test_model == [("test", "auto", "auto", None)]
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["source"] for line in lines] == [str(inputs[k]) for k in order]
     missing, good, text, empty = lines
@@ -160,7 +160,8 @@ def test_predict_bad_choices_are_one_line_errors(
     assert "unknown detector 'yolo'" in err and "haar-profile" in err
     assert "Traceback" not in err
     code, _, err = run(["predict", str(inputs["good"]), "--tta", "twelve_crop"], capsys)
-    assert code == 2 and "unknown --tta value 'twelve_crop'" in err and "ten_crop" in err
+    assert code == 2 and "unknown test-time augmentation 'twelve_crop'" in err
+    assert "ten_crop" in err
 
 
 def test_help_names_every_detector(capsys: pytest.CaptureFixture) -> None:
@@ -211,7 +212,7 @@ def test_video_summary_table(clip: Path, capsys: pytest.CaptureFixture, test_mod
     assert code == 0
     assert "1 face" in out and "dominant emotion" in out
     # Video defaults to one input per face; photos use the model's own augmentation.
-    assert test_model == [("test", "auto", "none")]
+    assert test_model == [("test", "auto", "auto", None)]
 
 
 def test_video_that_cannot_be_opened(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -125,7 +125,8 @@ def train_cmd(
     from ferlab.engine.recipe import apply_overrides
     from ferlab.engine.trainer import check_run_folder, resume_recipe, train
 
-    check_device(device)
+    if device is not None:
+        check_device(device)
     check_choice(precision, _PRECISIONS, "--precision")
     check_choice(budget_clock, ("wall", "cpu"), "--budget-clock")
     recipe = _resolve_recipe(recipe_or_model)

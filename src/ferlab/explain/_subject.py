@@ -119,11 +119,11 @@ class Subject:
 
     def to_input(self, faces: np.ndarray) -> torch.Tensor:
         """uint8 faces N×H×W → the network input N×C×h×w (on the network's device)."""
-        framed = torch.from_numpy(_resize_all(faces, self.frame_hw)).to(self.device)
-        if self.preprocess is not None:
-            x = self.preprocess.views(self.preprocess.normalize(framed), "none")[0]
+        framed = _resize_all(faces, self.frame_hw)
+        if self.preprocess is not None:  # exactly the input prediction prepares
+            x = torch.from_numpy(self.preprocess(framed, "none")[0]).to(self.device)
         else:
-            x = framed.float().div(255.0).unsqueeze(1)
+            x = torch.from_numpy(framed).to(self.device).float().div(255.0).unsqueeze(1)
         if self.in_chans != x.shape[1]:
             x = x.expand(-1, self.in_chans, -1, -1)
         return x.contiguous()

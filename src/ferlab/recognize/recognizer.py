@@ -176,6 +176,7 @@ class Recognizer:
     ) -> None:
         if faces not in FACE_MODES:
             raise UnknownNameError("face mode", faces, list(FACE_MODES))
+        stream_tta = resolve_tta(tta, stream=True)  # validates a chosen one before loading
         self.faces = faces
         self.detector = create_detector(detector, min_face=min_face, detect_size=detect_size)
         if isinstance(model, str | Path):
@@ -189,9 +190,7 @@ class Recognizer:
         #: The classifier of tracked video and camera frames: a ferlab model with the stream
         #: TTA (see ``tta``), any other classifier as it is.
         self.stream_classifier = (
-            model.with_tta(resolve_tta(tta, stream=True))
-            if isinstance(model, EmotionModel)
-            else model
+            model.with_tta(stream_tta) if isinstance(model, EmotionModel) else model
         )
         self.labels = tuple(str(label) for label in model.labels)
         if not self.labels or len(set(self.labels)) != len(self.labels):
