@@ -172,9 +172,9 @@ def predict(
         typer.Option(
             "--faces",
             metavar="MODE",
-            help="Where faces come from: auto (images up to 128 px a side, like FER2013's "
-            "48×48 crops, are one face; others are searched), detect, or whole (every image "
-            "is one face).",
+            help="Where faces come from: auto (the detector's; an image up to 128 px a side "
+            "where it finds none, like FER2013's 48×48 crops, is one face), detect, or whole "
+            "(every image is one face).",
         ),
     ] = "auto",
     boxes: Annotated[

@@ -17,8 +17,8 @@ it takes those N×48×48 arrays and has ``labels``, e.g. as a thin wrapper).
 
 Faces come from the detector, or from the caller: ``boxes=`` gives the face boxes of one's own
 detector, and ``faces="whole"`` takes each image as one face crop (``"auto"``, the default,
-does so for images no larger than :data:`CROP_MAX` pixels a side, such as FER2013's 48×48
-crops; ``"detect"`` always runs the detector).
+does so for images no larger than :data:`CROP_MAX` pixels a side where the detector finds no
+face, such as FER2013's 48×48 crops; ``"detect"`` keeps only what the detector finds).
 """
 
 from __future__ import annotations
@@ -60,12 +60,12 @@ __all__ = [
     "load_classifier",
 ]
 
-#: Largest side (pixels) of an image that ``faces="auto"`` takes as one face crop: FER2013's
-#: crops are 48×48, and a photo this small cannot hold a face the detector would find (its
-#: smallest face is ``min_face`` = 48 px, framed with a margin).
+#: Largest side (pixels) of an image that ``faces="auto"`` takes as one face crop when the
+#: detector finds no face in it: FER2013's crops are 48×48, and the detector misses such faces
+#: (its smallest face is ``min_face`` = 48 px, with a margin around it).
 CROP_MAX = 128
-#: Where faces come from: ``auto`` (small images are one face, others are searched),
-#: ``detect`` (search every image) or ``whole`` (every image is one face).
+#: Where faces come from: ``auto`` (the detector's faces; a small image where it finds none is
+#: one face), ``detect`` (the detector's faces only) or ``whole`` (every image is one face).
 FACE_MODES = ("auto", "detect", "whole")
 
 #: A face box ``(x, y, w, h)`` in pixels.
@@ -247,10 +247,9 @@ class Recognizer:
         mode decides (see the module docstring).
         """
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        if boxes is None and tracker is None and self._is_whole(gray):
-            detections = [Detection((0, 0, gray.shape[1], gray.shape[0]), None, "whole")]
-            crops, rolls = whole_face(gray)[None], [None]
-            return self._faces(crops, rolls, detections, source, frame, time_s, tracker)
+        photo = boxes is None and tracker is None  # a still image the detector searches
+        if photo and self.faces == "whole":
+            return self._whole(gray, source)
         detections = None
         if boxes is not None:
             detections = [Detection(b, None, "given") for b in check_boxes(boxes, gray.shape)]
@@ -263,6 +262,8 @@ class Recognizer:
                 detections = None
         if detections is None:
             detections = self.detector.detect(gray)
+        if not detections and photo and self.faces == "auto" and max(gray.shape) <= CROP_MAX:
+            return self._whole(gray, source)
         if not detections:
             if tracker is not None:
                 tracker.update([], np.zeros((0, len(self.labels)), np.float32), frame)
@@ -270,9 +271,11 @@ class Recognizer:
         crops, rolls = crop_faces(gray, [d.box for d in detections], self.align)
         return self._faces(crops, rolls, detections, source, frame, time_s, tracker)
 
-    def _is_whole(self, gray: np.ndarray) -> bool:
-        """Whether an image is one face crop under the recognizer's ``faces`` mode."""
-        return self.faces == "whole" or (self.faces == "auto" and max(gray.shape) <= CROP_MAX)
+    def _whole(self, gray: np.ndarray, source: str) -> list[Face]:
+        """The whole image as one face (a face crop already framed like FER2013)."""
+        detections = [Detection((0, 0, gray.shape[1], gray.shape[0]), None, "whole")]
+        crops, rolls = whole_face(gray)[None], [None]
+        return self._faces(crops, rolls, detections, source, 0, 0.0, None)
 
     def _faces(
         self,
