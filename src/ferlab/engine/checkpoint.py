@@ -23,6 +23,7 @@ model (files written before the digest existed load without the check).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
