@@ -51,7 +51,7 @@ def random_model(
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.reset_running_stats()
                 module.momentum = None  # cumulative average over the batches seen
-        x = pre(torch.from_numpy(faces))[0]
+        x = torch.from_numpy(pre(faces)[0])
         model.train()
         model(x)
         model.eval()
@@ -75,6 +75,6 @@ def float64_probs(model: torch.nn.Module, meta: dict[str, Any], faces: np.ndarra
     """The model's probabilities (centre view) computed in float64: the exact result that both
     float32 implementations approximate."""
     exact = copy.deepcopy(model).double()
-    x = meta["preprocess"](torch.from_numpy(faces))[0].double()
+    x = torch.from_numpy(meta["preprocess"](faces)[0]).double()
     with torch.no_grad():
         return torch.softmax(exact(x), 1).numpy()
