@@ -83,7 +83,7 @@ def test_run_folder_contents_and_checkpoint_reload(tiny_model, tmp_path):
     assert meta["input_size"] == (1, 44, 44) and meta["model"]["name"] == tiny_model
     # The checkpoint alone reproduces the reported test accuracy.
     test = data.subset("test")
-    views = meta["preprocess"](test.images, tta="flip")
+    views = torch.from_numpy(meta["preprocess"](test.images.numpy(), tta="flip"))
     with torch.no_grad():
         probs = torch.stack([model(v).softmax(1) for v in views]).mean(0)
     acc = float((probs.argmax(1) == test.labels).float().mean())

@@ -612,7 +612,12 @@ class _Trainer:
             "classes": list(self.classes),
             "label_mode": self.label_mode,
             "input_size": (1, self.pre.crop, self.pre.crop),
-            "preprocess": self.pre.to_dict(),
+            # Statistics as tensors, as the checkpoint's other numbers: its digest covers them.
+            "preprocess": {
+                **self.pre.to_dict(),
+                "mean": torch.tensor(self.pre.mean),
+                "std": torch.tensor(self.pre.std),
+            },
             "recipe": self.r.to_dict(),
             **({"face_network": self.face_network} if self.face_network else {}),
             **({"init_from": self.init_from} if self.init_from else {}),
