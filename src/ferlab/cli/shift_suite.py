@@ -35,7 +35,7 @@ def run_suite_cmd(
     from rich.table import Table
 
     from ferlab.engine.shifts import SHIFTS, plot_examples, plot_results, run_shift_suite
-    from ferlab.predictor import load_model
+    from ferlab.inference import load_model
 
     part = dataset.subset(split)
     if len(part) == 0:

@@ -248,9 +248,9 @@ def _save(plt: Any, fig: Any, path: str | Path, dpi: int = 90) -> Path:
 
 def plot_examples(images: torch.Tensor, path: str | Path, *, seed: int = 0) -> Path:
     """One row per shift (the ``frame`` row shows the whole frame), one column per face."""
-    from ferlab.engine.plots import _pyplot
+    from ferlab.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
 
     k = len(images)
     fig, axes = plt.subplots(len(SHIFTS), k, figsize=(1.1 * k + 1.4, 1.1 * len(SHIFTS)))
@@ -276,9 +276,9 @@ def plot_examples(images: torch.Tensor, path: str | Path, *, seed: int = 0) -> P
 
 def plot_results(results: dict[str, dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """A bar chart of accuracy per shift, one bar per model (``results``: name → suite result)."""
-    from ferlab.engine.plots import _pyplot
+    from ferlab.plots import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
 
     models = list(results)
     columns = [c for c in SHIFT_NAMES if any(c in r["shifts"] for r in results.values())]

@@ -144,7 +144,7 @@ def deletion_test(
     """Run the deletion test of ``method``'s maps on ``faces`` (see the module docstring).
 
     Args:
-        model: an :class:`~ferlab.predictor.EmotionModel` or a zoo ``nn.Module``.
+        model: an :class:`~ferlab.inference.EmotionModel` or a zoo ``nn.Module``.
         faces: uint8 grayscale faces N×H×W.
         method: a Grad-CAM family method (:data:`~ferlab.explain.CAM_METHODS`).
         target: the class to explain (``None``: each face's predicted class), as for

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from ferlab import __version__
+from ferlab.inference import STREAM_TTA
 from ferlab.light import LightMapper, WebhookSink, check_webhook_url
 from ferlab.recognize import FrameResult, HaarDetector, Recognizer
 from ferlab.recognize.align import FER_SIZE
@@ -37,9 +38,6 @@ __all__ = ["Service", "own_recognizer"]
 T = TypeVar("T")
 
 _DUPLICATING = threading.Lock()
-
-#: The per-face setting of the video modes (``ferlab video/live/light``), used by the stream.
-STREAM_TTA = "none"
 
 
 def _own_detector(detector: Any) -> Any | None:
@@ -58,7 +56,7 @@ def _own_detector(detector: Any) -> Any | None:
     try:
         if all(hasattr(detector, p) for p in params):
             with _DUPLICATING:  # two threads between clearing and loading would share cascades
-                clear = getattr(getattr(detect, "_cascade", None), "cache_clear", None)
+                clear = getattr(detect.cascade, "cache_clear", None)
                 if clear is not None:
                     clear()
                 twin = type(detector)(**{p: getattr(detector, p) for p in params})
