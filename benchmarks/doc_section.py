@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ferlab.report import cpu_name
 from ferlab.markdown import write_section
+from ferlab.report import cpu_name
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 

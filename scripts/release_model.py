@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ferlab.report import cpu_name  # noqa: E402
 from ferlab.markdown import write_section  # noqa: E402
+from ferlab.report import cpu_name  # noqa: E402
 
 MAX_BYTES = 10_000_000
 WEIGHTS = ROOT / "src" / "ferlab" / "weights"

@@ -94,12 +94,6 @@ def test_no_import_circle_in_the_package():
     assert circle is None, "import circle: " + " -> ".join(circle or [])
 
 
-#: Crossings another change removes: the reproduction report leaves the engine for its own
-#: package and draws with ``ferlab.plots.pyplot``; then this entry and ``engine.plots._pyplot``
-#: go.
-PENDING = {"ferlab.engine.report imports ferlab.engine.plots._pyplot"}
-
-
 def test_no_private_name_is_imported_from_another_module():
     modules = _modules()
     crossing = []
@@ -112,8 +106,7 @@ def test_no_private_name_is_imported_from_another_module():
                 owner = target.rpartition(".")[0]
                 if not (name == owner or name.startswith(owner + ".")):
                     crossing.append(f"{name} imports the private module {target}")
-    left = sorted(set(crossing) - PENDING)
-    assert not left, "\n".join(left)
+    assert not crossing, "\n".join(crossing)
 
 
 def test_the_circle_finder_finds_a_circle():
