@@ -77,8 +77,8 @@ def test_profile_detector_reports_each_face_once(fer_faces: dict[int, np.ndarray
     assert len(mirrored) == 1 and box_iou(mirrored[0].box, (640 - 460, 200, 160, 160)) > 0.6
 
 
-def test_detect_near_looks_only_around_tracked_boxes(face: np.ndarray) -> None:
-    gray = _gray(paste(background(), face, 300, 200, 160))
+def test_detect_near_looks_only_around_tracked_boxes(real_face: np.ndarray) -> None:
+    gray = _gray(paste(background(), real_face, 300, 200, 160))
     detector = HaarDetector()
     near = detector.detect_near(gray, [(310, 190, 150, 150)])
     assert len(near) == 1 and box_iou(near[0].box, (300, 200, 160, 160)) > 0.6

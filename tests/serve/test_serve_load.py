@@ -26,8 +26,8 @@ REQUESTS = 1000
 TIME_CAP = 240.0
 
 
-def test_sixteen_clients_thousand_requests_no_errors(checkpoint, face, record_property):
-    data = jpeg(photo(face, (320, 240)))
+def test_sixteen_clients_thousand_requests_no_errors(checkpoint, real_face, record_property):
+    data = jpeg(photo(real_face, (320, 240)))
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
