@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 from recognize_helpers import background, corr, paste
@@ -59,6 +61,19 @@ def test_tilted_face_is_levelled(real_face: np.ndarray) -> None:
     levelled = align_crop(tilted, tilted_box, angle=roll)
     unlevelled = align_crop(tilted, tilted_box)
     assert corr(levelled, reference) > corr(unlevelled, reference) + 0.05
+
+
+def test_eye_angles_measured_on_several_threads_match_one_thread(real_face: np.ndarray) -> None:
+    """OpenCV's cascades are not safe to share between threads (serve's workers once got
+    ``None`` for a face whose eyes one thread finds): each thread has an eye cascade of its own."""
+    scenes = [_gray(paste(background(), real_face, 220 + 8 * i, 120, 200)) for i in range(4)]
+    boxes = [HaarDetector().detect(scene)[0].box for scene in scenes]
+    alone = [eye_angle(scene, box) for scene, box in zip(scenes, boxes, strict=True)]
+    assert all(angle is not None for angle in alone)
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(5):
+            together = list(pool.map(eye_angle, scenes * 8, boxes * 8))
+            assert together == alone * 8
 
 
 def test_no_eyes_no_rotation() -> None:

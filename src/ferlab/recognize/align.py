@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ferlab.recognize.detect import cascade
+from ferlab.recognize.detect import thread_cascade
 
 __all__ = [
     "FER_CROP_SCALE",
@@ -73,7 +73,7 @@ def eye_angle(gray: np.ndarray, box: tuple[int, int, int, int]) -> float | None:
         (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale))),
         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
     )
-    eyes, _, weights = cascade("haarcascade_eye.xml").detectMultiScale3(
+    eyes, _, weights = thread_cascade("haarcascade_eye.xml").detectMultiScale3(
         region,
         scaleFactor=1.1,
         minNeighbors=3,

@@ -39,6 +39,7 @@ FER2013), so a face seen by several passes is reported once.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol, runtime_checkable
@@ -99,9 +100,8 @@ class FaceDetector(Protocol):
         ...
 
 
-@cache
-def cascade(filename: str) -> cv2.CascadeClassifier:
-    """One of OpenCV's bundled Haar cascades, loaded once."""
+def load_cascade(filename: str) -> cv2.CascadeClassifier:
+    """One of OpenCV's bundled Haar cascades, loaded anew."""
     folder = getattr(getattr(cv2, "data", None), "haarcascades", None)
     if folder is None:
         raise FerlabError(
@@ -112,6 +112,24 @@ def cascade(filename: str) -> cv2.CascadeClassifier:
     if cascade.empty():
         raise FerlabError(f"cannot load the OpenCV cascade {folder + filename}")
     return cascade
+
+
+@cache
+def cascade(filename: str) -> cv2.CascadeClassifier:
+    """One of OpenCV's bundled Haar cascades, loaded once."""
+    return load_cascade(filename)
+
+
+_per_thread = threading.local()
+
+
+def thread_cascade(filename: str) -> cv2.CascadeClassifier:
+    """Like :func:`cascade`, but one instance per thread: for code that runs on any thread
+    (eye detection in alignment), because a cascade is not safe to run from two at once."""
+    loaded = _per_thread.__dict__.setdefault("cascades", {})
+    if filename not in loaded:
+        loaded[filename] = load_cascade(filename)
+    return loaded[filename]
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
