@@ -37,7 +37,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +51,8 @@ from ferlab.report import (
     Check,
     ReproductionSpec,
     Schedule,
+    epoch_seconds,
+    folder_runs,
     load_spec,
     read_run,
     record_machine,
@@ -91,18 +92,10 @@ class PlannedRun:
 
 def _seconds_per_epoch(*folders: Path | None) -> dict[str, float]:
     """Measured training seconds per epoch of every recipe with a run (finished or not) in the
-    first of ``folders`` that has one (the fastest run of a recipe: the least shared CPU)."""
+    first of ``folders`` that has one."""
     out: dict[str, float] = {}
     for folder in folders:
-        found: dict[str, float] = {}
-        for config in sorted(folder.glob("*/config.yaml")) if folder and folder.is_dir() else []:
-            try:
-                run = read_run(config.parent)
-            except FerlabError:
-                continue
-            if run.seconds_per_epoch and run.recipe.train.precision != "fp32":
-                found[run.name] = min(found.get(run.name, math.inf), run.seconds_per_epoch)
-        out = {**found, **out}
+        out = {**epoch_seconds(folder_runs(folder)), **out}
     return out
 
 

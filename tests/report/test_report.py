@@ -71,6 +71,7 @@ papers:
   - key: first
     title: First paper, Table 1
     hardware: one GPU
+    stated: Adam at the stated rate; epochs not given.
     configurations:
       - {id: a, label: Alpha row, recipe: alpha, seeds: 2}
       - {id: b, label: Beta row, recipe: beta, seeds: 2, baseline: a, change: a transformer,
@@ -329,15 +330,22 @@ def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
         "Huge row",
     ]
     cells = [c.strip() for c in lines[0].strip("|").split(" | ")]
-    assert cells[1] == "50" and cells[2].startswith("3 epochs; batch 32; Adam, lr 0.003")
+    # the paper's protocol only as the plan quotes it; ours, from the recipe, beside the runs
+    assert cells[1] == "50" and cells[2] == "reported on: test set"
+    assert "Protocol as stated: Adam at the stated rate; epochs not given. Ours:" in text
     assert cells[3] == "62.00 ± 2.83 (n=2); 1 more seed(s) running"
     assert cells[4] == "+12.00" and cells[5] == "no"
-    assert cells[8].startswith("3, 3 epochs (completed); bf16")
-    assert "| pending (not started) |" in lines[4]
+    assert cells[8].startswith("3 epochs; batch 32; Adam, lr 0.003; constant lr. Trained: 3, 3")
+    assert "(completed); bf16" in cells[8]
+    assert "| pending: not started, 1 seed(s) × 5 epochs (no measured epoch time" in lines[4]
+    assert "Protocol as stated: not given in the plan." in text  # the second paper's
     assert "needs a GPU (estimate: about an hour)" in lines[5]
-    assert "no run possible" in lines[3]
+    assert "not reproduced: no run possible" in lines[3]
     assert "python benchmarks/reproduce.py --gpu --only second" in text
-    assert "Precision: bf16 in 4 run(s), fp32 in 1 run(s)." in text
+    assert "Counted finished runs: 5 (4 bf16, 1 fp32; cpu)." in text
+    assert "2 run(s) unfinished." not in text and "1 run(s) unfinished." in text
+    assert "3 run folder(s) not counted" in text
+    assert "an fp32 side run per architecture family checks it: `alpha` for First paper" in text
     assert "OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule full" in text
     assert "| precision check | `alpha` | train.precision: fp32 | 61.00 (n=1) |" in text
 
@@ -680,3 +688,66 @@ def test_gpu_runs_fill_the_rows_that_need_a_gpu(plan, tmp_path):
     assert gap(report, huge).verdict == "within 2 points"  # 61 against the paper's 60
     assert report.row("g").runs == []  # the CPU-size row keeps its own runs
     assert "61.00 (n=1)" in render_markdown(report, {}, tmp_path / "r.md")
+
+
+def test_a_paper_training_accuracy_is_set_against_ours(plan, tmp_path):
+    plan.write_text(
+        plan.read_text().replace(
+            "reported_on: the other table}",
+            "reported_on: the other table, paper_measure: training, stated: Quoted elsewhere.}",
+        )
+    )
+    run = _fake_run(tmp_path / "a0", plan, "alpha", 0, 0.3, 0.30)
+    (run / "history.csv").write_text(
+        "epoch,elapsed_s,train_acc,val_acc\n1,10,0.45,0.3\n2,20,0.5,0.3\n"
+    )
+    report = build_report([run], load_spec(plan))
+    g = gap(report, report.row("a2"))  # 30 % on PrivateTest against a training accuracy of 51.5
+    assert g.verdict == "explained"
+    assert (
+        "a training accuracy: ours over the last epoch is 50.00 % (n=1, -1.50 points)"
+        in (g.findings[0])
+    )
+    assert gap(report, report.row("a")).verdict == "not explained"  # a test accuracy
+    line = next(
+        x for x in render_markdown(report, {}, tmp_path / "r.md").splitlines() if "Alpha in" in x
+    )
+    assert "| Quoted elsewhere; reported on: the other table |" in line
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(plan.read_text().replace("paper_measure: training", "paper_measure: val"))
+    with pytest.raises(DataError, match="paper_measure must be one of test, training"):
+        load_spec(bad)
+
+
+def test_compare_report_without_finished_runs_or_with_runs_of_another_length(
+    plan, tmp_path, capsys
+):
+    """Every sentence comes from the runs given: none finished, or all of another length."""
+    runs = tmp_path / "runs"
+    running = _fake_run(runs / "alpha-s0", plan, "alpha", 0, None, None, finished=False, epochs=1)
+    longer = _fake_run(runs / "beta-s0", plan, "beta", 0, 0.5, 0.5, overrides={"train.epochs": 7})
+    report_path = tmp_path / "report.md"
+    args = ["compare", str(running), str(longer), "--report", str(report_path)]
+    code, _, stderr = run_cli([*args, "--plan", str(plan)], capsys)
+    assert code == 0, stderr
+    text = report_path.read_text()
+    assert "from 0 finished run(s) and 1 unfinished" in text
+    assert (
+        "No counted run has finished yet. 1 run(s) unfinished. 1 run folder(s) not counted" in text
+    )
+    assert "No row has a finished run yet (1 run(s) in progress)" in text
+    assert "beta-s0`: not a run of the full schedule: train.epochs is 7, the recipe's is 3" in text
+    # the unfinished run times the rest: 2 epochs of seed 0 and 3 of seed 1 at 10 s each
+    assert "pending: epoch 1 of 3, best PublicTest so far 31.00 %; 1 more seed(s) planned" in text
+    assert (
+        "at most 1 min of training at the 10 s per epoch measured in the runs of this report"
+        in text
+    )
+    assert "a time budget of" not in text
+    # the same runs under a schedule with a time budget: none of them is its run
+    code, _, stderr = run_cli([*args, "--plan", str(plan), "--schedule", "short"], capsys)
+    assert code == 0, stderr
+    text = report_path.read_text()
+    assert "under the short schedule (a time budget of 1m of CPU time a run)" in text
+    assert "No counted run has finished yet. 2 run folder(s) not counted" in text
+    assert "time budget None, the schedule's is 1m" in text

@@ -316,6 +316,28 @@ def _duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
+def _unfinished_row(run_dir: Path) -> dict[str, Any]:
+    """An unfinished run without its checkpoint (the small files kept in git): from config.yaml
+    and history.csv."""
+    from ferlab.report import read_run
+
+    run = read_run(run_dir)
+    last = run.history[-1] if run.history else {}
+    return {
+        "run": str(run_dir),
+        "model": run.recipe.model.name,
+        "params": None,
+        "train_time_s": last.get("elapsed_s"),
+        "epochs": run.epochs or 0,
+        "status": "unfinished",
+        "val_accuracy": max((h["val_acc"] for h in run.history if "val_acc" in h), default=None),
+        "test_accuracy": None,
+        "tta": None,
+        "paper_accuracy": run.recipe.paper.reported_accuracy,
+        "paper_source": run.recipe.paper.source,
+    }
+
+
 def _run_row(run_dir: Path) -> dict[str, Any]:
     """One run's summary from metrics.json, or from last.pt while it is unfinished."""
     from ferlab.engine.checkpoint import read_checkpoint
@@ -343,7 +365,9 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         }
     last = run_dir / "last.pt"
     if not last.is_file():
-        raise DataError("not a run folder (no metrics.json or last.pt)", path=run_dir)
+        if (run_dir / "config.yaml").is_file():
+            return _unfinished_row(run_dir)
+        raise DataError("not a run folder (no metrics.json, last.pt or config.yaml)", path=run_dir)
     ckpt = read_checkpoint(last)
     ts = ckpt["train_state"]
     paper = ckpt["recipe"].get("paper", {})
@@ -361,6 +385,10 @@ def _run_row(run_dir: Path) -> dict[str, Any]:
         "paper_accuracy": paper.get("reported_accuracy"),
         "paper_source": paper.get("source", ""),
     }
+
+
+def _millions(n: int | None) -> str:
+    return "—" if n is None else f"{n / 1e6:.2f} M"
 
 
 def _pct(x: float | None) -> str:
@@ -415,7 +443,7 @@ def compare_cmd(
         if r["paper_source"]:
             paper += f" ({r['paper_source']})"
         lines.append(
-            f"| {Path(r['run']).name}{status} | {r['model']} | {r['params'] / 1e6:.2f} M | "
+            f"| {Path(r['run']).name}{status} | {r['model']} | {_millions(r['params'])} | "
             f"{_duration(r['train_time_s'])} | {r['epochs']:g} | {_pct(r['val_accuracy'])} | "
             f"{_pct(r['test_accuracy'])} | {paper} |"
         )

@@ -24,7 +24,14 @@ from pathlib import Path
 from ferlab.engine.recipe import Recipe
 from ferlab.errors import FerlabError
 from ferlab.report.plan import CHECK_KINDS, Check, Configuration, ReproductionSpec, Schedule
-from ferlab.report.runs import RunRecord, protocol_difference, read_run
+from ferlab.report.runs import (
+    RunRecord,
+    epoch_seconds,
+    folder_runs,
+    protocol_difference,
+    read_run,
+    shown_path,
+)
 
 __all__ = [
     "COLLAPSED",
@@ -133,6 +140,9 @@ class Report:
     face_runs: list[RunRecord] = field(default_factory=list)
     """Finished runs of the plan's face / non-face networks (the facial-attention rows' input)."""
     pending_face: list[RunRecord] = field(default_factory=list)
+    epoch_seconds: dict[str, tuple[float, str]] = field(default_factory=dict)
+    """Recipe name → (measured training seconds per epoch, where measured): from the runs given
+    where one of the recipe is among them, else from the schedule's ``timings`` folder."""
 
     def rows_of(self, paper: str) -> list[Row]:
         return [r for r in self.rows if r.config.paper == paper]
@@ -206,6 +216,7 @@ def build_report(
     seeds: dict[int, set[int]] = {}
     face_runs: list[RunRecord] = []
     pending_face: list[RunRecord] = []
+    placed: list[RunRecord] = []
     for run_dir in sorted(Path(d) for d in run_dirs):
         if run_dir.resolve() in seen:
             continue
@@ -222,6 +233,7 @@ def build_report(
                 not_counted.append((run_dir, f"not a run of the {sched.name} schedule: {why}"))
             else:
                 (face_runs if run.finished else pending_face).append(run)
+                placed.append(run)
             continue
         target = _place(run, rows, checks, sched, recipe, cpu_names, full_size)
         if isinstance(target, str):
@@ -231,6 +243,7 @@ def build_report(
                 unrelated.append(run)
             continue
         finished, pending = target
+        placed.append(run)
         if not run.finished:
             pending.append(run)
             continue
@@ -240,6 +253,7 @@ def build_report(
             continue
         taken.add(run.seed)
         finished.append(run)
+    timed = folder_runs(sched.timings) if sched.timings else []
     for row in rows:  # rows sharing a recipe share its runs
         first = next(
             r
@@ -264,6 +278,10 @@ def build_report(
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         face_runs=face_runs,
         pending_face=pending_face,
+        epoch_seconds={
+            **{k: (v, shown_path(sched.timings)) for k, v in epoch_seconds(timed).items()},
+            **{k: (v, "the runs of this report") for k, v in epoch_seconds(placed).items()},
+        },
     )
 
 
@@ -438,6 +456,10 @@ def gap(report: Report, row: Row) -> Gap:
             f"{len(collapsed)} of {len(row.runs)} run(s) collapsed: up to {100 * share:.0f} % "
             "of PrivateTest faces given one class"
         )
+    if c.paper_measure == "training":
+        finding, effect = _training_accuracy(row, paper)
+        findings.append(finding)
+        effects.append(effect)
     for result in report.checks:
         if c.id not in result.check.explains:
             continue
@@ -453,6 +475,24 @@ def gap(report: Report, row: Row) -> Gap:
     else:
         verdict = "not explained"
     return Gap(diff, within, findings, verdict)
+
+
+def _training_accuracy(row: Row, paper: float) -> tuple[str, str]:
+    """(finding, effect) for a paper's number that is a training accuracy: our runs' training
+    accuracy over their last epoch (``history.csv``) set against it."""
+    train = mean_sd(
+        None if r.final_train_acc is None else 100 * r.final_train_acc for r in row.runs
+    )
+    if train.mean is None:
+        return "the paper's number is a training accuracy; our runs recorded none", "no"
+    off = train.mean - paper
+    text = (
+        f"the paper's number is a training accuracy: ours over the last epoch is "
+        f"{train.mean:.2f} % (n={train.n}, {off:+.2f} points)"
+    )
+    if abs(off) <= GAP_POINTS:
+        return text + ", within 2 points of the paper", "explains"
+    return text, "no"
 
 
 def _main_of(report: Report, result: CheckResult) -> Stat:

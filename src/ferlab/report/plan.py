@@ -67,6 +67,11 @@ class Configuration:
     """``required``, ``variant`` or ``long`` (see :data:`STAGES`)."""
     trained: bool = True
     """False for a row whose number the project cannot measure at all (another data set)."""
+    stated: str = ""
+    """What the paper states of the protocol behind this number (default: the paper's)."""
+    paper_measure: str = "test"
+    """What the paper's number measures: ``test`` accuracy, or ``training`` accuracy (then our
+    runs' final training accuracy is set beside it too)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,8 @@ class Paper:
     title: str
     hardware: str
     configurations: tuple[Configuration, ...]
+    stated: str = ""
+    """The training protocol as the paper states it, and what it leaves open (no choice of ours)."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,8 @@ _SPEC_KEYS = {
     "schedules",
     "default_schedule",
 }
-_PAPER_KEYS = {"key", "title", "hardware", "configurations"}
+_PAPER_KEYS = {"key", "title", "hardware", "configurations", "stated"}
+PAPER_MEASURES = ("test", "training")
 _CONFIG_KEYS = {
     "id",
     "label",
@@ -201,6 +209,8 @@ _CONFIG_KEYS = {
     "run_on_cpu",
     "stage",
     "trained",
+    "stated",
+    "paper_measure",
 }
 _GPU_KEYS = {"configuration", "why", "commands", "expected_time", "rows"}
 _SCHEDULE_KEYS = {
@@ -248,7 +258,9 @@ def _overrides(raw: Any, where: str, path: Path) -> dict[str, Any]:
     return dict(raw)
 
 
-def _configuration(c: Any, paper: str, default_seeds: int, path: Path, where: str) -> Configuration:
+def _configuration(
+    c: Any, paper: str, stated: str, default_seeds: int, path: Path, where: str
+) -> Configuration:
     c = _mapping(c, _CONFIG_KEYS, {"id", "label", "recipe"}, path, where)
     run_on_cpu, trained = c.get("run_on_cpu", True), c.get("trained", True)
     if not isinstance(run_on_cpu, bool) or not isinstance(trained, bool):
@@ -259,6 +271,11 @@ def _configuration(c: Any, paper: str, default_seeds: int, path: Path, where: st
     stage = str(c.get("stage") or "required")
     if stage not in STAGES:
         raise DataError(f"{where}: stage must be one of {', '.join(STAGES)}", path=path)
+    measure = str(c.get("paper_measure") or "test")
+    if measure not in PAPER_MEASURES:
+        raise DataError(
+            f"{where}: paper_measure must be one of {', '.join(PAPER_MEASURES)}", path=path
+        )
     return Configuration(
         id=str(c["id"]),
         paper=paper,
@@ -274,6 +291,8 @@ def _configuration(c: Any, paper: str, default_seeds: int, path: Path, where: st
         run_on_cpu=run_on_cpu and trained,
         stage=stage,
         trained=trained,
+        stated=_text(c, "stated") or stated,
+        paper_measure=measure,
     )
 
 
@@ -354,12 +373,22 @@ def load_spec(path: str | Path) -> ReproductionSpec:
         configs = []
         for j, c in enumerate(p["configurations"]):
             where = f"configuration #{j + 1} of paper '{p['key']}'"
-            config = _configuration(c, str(p["key"]), default_seeds, path, where)
+            config = _configuration(
+                c, str(p["key"]), _text(p, "stated"), default_seeds, path, where
+            )
             if config.id in ids:
                 raise DataError(f"configuration id '{config.id}' is used twice", path=path)
             ids.add(config.id)
             configs.append(config)
-        papers.append(Paper(str(p["key"]), _text(p, "title"), _text(p, "hardware"), tuple(configs)))
+        papers.append(
+            Paper(
+                str(p["key"]),
+                _text(p, "title"),
+                _text(p, "hardware"),
+                tuple(configs),
+                _text(p, "stated"),
+            )
+        )
     for c in (c for p in papers for c in p.configurations):
         if c.baseline is not None and c.baseline not in ids:
             raise DataError(f"configuration '{c.id}': unknown baseline '{c.baseline}'", path=path)

@@ -22,7 +22,7 @@ from ferlab.report.build import (
     mean_sd,
 )
 from ferlab.report.plan import CHECK_KINDS, load_spec
-from ferlab.report.runs import RunRecord
+from ferlab.report.runs import RunRecord, shown_path
 
 __all__ = ["draw_figures", "embed_sections", "protocol_text", "render_markdown", "write_report"]
 
@@ -83,14 +83,6 @@ def _rel(path: str | Path, report_path: str | Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), start)).as_posix()
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory when it lies below it."""
-    try:
-        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
 def _progress(run: RunRecord, planned: int | None) -> str:
     best = max((h.get("val_acc", 0.0) for h in run.history), default=None)
     text = f"epoch {_epochs(run.epochs or 0.0)} of {planned or '?'}"
@@ -99,26 +91,47 @@ def _progress(run: RunRecord, planned: int | None) -> str:
     return text
 
 
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
+def _time_left(report: Report, name: str, epochs_left: float) -> str:
+    """The training time ``epochs_left`` epochs of recipe ``name`` take at its measured pace."""
+    found = report.epoch_seconds.get(name)
+    if found is None:
+        return "no measured epoch time to estimate from"
+    seconds, where = found
+    return (
+        f"estimate: at most {_hours(seconds * epochs_left)} of training at the"
+        f" {seconds:.0f} s per epoch measured in {where}; early stopping may end it sooner"
+    )
+
+
 def _ours(row: Row, report: Report) -> tuple[str, str]:
     """(PrivateTest cell, PublicTest cell) of a row."""
     c = row.config
     if not c.trained:
-        return "no run possible", "—"
+        return "not reproduced: no run possible", "—"
     if not c.run_on_cpu and not row.runs:
         g = next((g for g in report.spec.gpu_only if c.id in g.rows), None)
         text = "needs a GPU" + (f" ({g.expected_time})" if g else "")
         return text, "—"
-    planned = row.cpu_recipe.train.epochs if row.cpu_recipe else None
+    planned = row.cpu_recipe.train.epochs if row.cpu_recipe else 0
+    missing = max(0, c.seeds - len(row.runs) - len(row.unfinished))
+    left = missing * planned + sum(max(0.0, planned - (r.epochs or 0)) for r in row.unfinished)
+    estimate = f" ({_time_left(report, c.cpu_recipe, left)})" if left else ""
     if not row.runs:
         if row.unfinished:
-            return "pending: " + "; ".join(_progress(r, planned) for r in row.unfinished), "—"
-        return "pending (not started)", "—"
+            progress = "; ".join(_progress(r, planned) for r in row.unfinished)
+            more = f"; {missing} more seed(s) planned" if missing else ""
+            return f"pending: {progress}{more}{estimate}", "—"
+        return f"pending: not started, {c.seeds} seed(s) × {planned} epochs{estimate}", "—"
     private = _acc(row.stat())
     if row.unfinished:
         private += f"; {len(row.unfinished)} more seed(s) running"
-    elif len(row.runs) < c.seeds:
-        private += f"; {c.seeds - len(row.runs)} more seed(s) planned"
-    return private, _acc(row.stat("public"))
+    if missing:
+        private += f"; {missing} more seed(s) planned"
+    return private + estimate, _acc(row.stat("public"))
 
 
 def _epochs(x: float | None) -> str:
@@ -126,14 +139,18 @@ def _epochs(x: float | None) -> str:
 
 
 def _training(row: Row) -> str:
-    if not row.runs or not row.config.trained:
+    """Our protocol (the CPU recipe as the schedule trains it) and how its runs went."""
+    if not row.config.trained:
         return "—"
+    protocol = "—" if row.cpu_recipe is None else protocol_text(row.cpu_recipe)
+    if not row.runs:
+        return protocol
     epochs = ", ".join(_epochs(r.epochs) for r in row.runs)
     stops = sorted({r.stop_reason.replace("_", " ") for r in row.runs})
     precision = sorted({r.precision for r in row.runs})
     labels = sorted({r.label_mode for r in row.runs if r.label_mode})
     machines = sorted({r.machine for r in row.runs if r.machine})
-    return "; ".join(
+    ran = "; ".join(
         [
             f"{epochs} epochs ({', '.join(stops)})",
             "/".join(precision),
@@ -141,6 +158,7 @@ def _training(row: Row) -> str:
             *machines,
         ]
     )
+    return f"{protocol}. Trained: {ran}"
 
 
 def _gap_cells(report: Report, row: Row) -> tuple[str, str, str]:
@@ -165,18 +183,20 @@ def _note(row: Row) -> str:
 
 
 _TABLE_HEAD = (
-    "| configuration | paper % | paper's protocol (as stated) | ours: PrivateTest % | "
+    "| configuration | paper % | the paper's number (as stated) | ours: PrivateTest % | "
     "ours − paper | paper within 2 s.d.? | gap explained? | ours: PublicTest % | "
-    "our training | note |\n|---|---:|---|---|---:|---|---|---|---|---|"
+    "our protocol and training | note |\n|---|---:|---|---|---:|---|---|---|---|---|"
 )
 
 
 def _row_line(report: Report, row: Row) -> str:
     c = row.config
     paper = "—" if row.paper_accuracy is None else f"{row.paper_accuracy:g}"
-    protocol = "—" if row.recipe is None else protocol_text(row.recipe)
+    paper_stated = next(p.stated for p in report.spec.papers if p.key == c.paper)
+    stated = [c.stated.rstrip(".")] if c.stated and c.stated != paper_stated else []
     if row.reported_on:
-        protocol += f". Reported on: {row.reported_on}"
+        stated.append(f"reported on: {row.reported_on}")
+    protocol = "; ".join(stated) or "—"
     private, public = _ours(row, report)
     diff, spread, why = _gap_cells(report, row)
     cells = [
@@ -230,6 +250,12 @@ def paper_section(
     lines = [f"{'#' * level} {paper.title}", ""]
     if paper.hardware:
         lines += [f"Hardware as stated: {paper.hardware}.", ""]
+    lines += [
+        f"Protocol as stated: {paper.stated or 'not given in the plan.'} Ours: the column"
+        " *our protocol and training*, from our recipe (a choice of ours where the paper gives"
+        " none; see the note).",
+        "",
+    ]
     lines += [_TABLE_HEAD, *(_row_line(report, r) for r in rows), ""]
     lines += _gpu_lines(report, rows)
     if any(r.cpu_recipe is not None and r.cpu_recipe.model.face_checkpoint for r in rows):
@@ -268,20 +294,54 @@ def paper_section(
 
 
 def _machines(report: Report) -> str:
-    runs = report.runs()
+    """What the counted runs are: how many, their precision and machines (from the runs)."""
+    runs, pending = report.runs(), report.pending()
     precisions: dict[str, int] = {}
     for r in runs:
         precisions[r.precision or "?"] = precisions.get(r.precision or "?", 0) + 1
     cpus = sorted({r.machine.split(",")[0] for r in runs if r.machine})
-    if not runs:
-        return "No run has finished yet."
-    return (
-        "Precision: "
-        + ", ".join(f"{k} in {n} run(s)" for k, n in sorted(precisions.items()))
-        + ". Machines: "
-        + ("; ".join(cpus) or "not recorded")
-        + "."
+    others = len(report.not_counted)
+    tail = (f" {len(pending)} run(s) unfinished." if pending else "") + (
+        f" {others} run folder(s) not counted (listed at the end)." if others else ""
     )
+    if not runs:
+        return "No counted run has finished yet." + tail
+    return (
+        f"Counted finished runs: {len(runs)} ("
+        + ", ".join(f"{n} {k}" for k, n in sorted(precisions.items()))
+        + "; "
+        + ("; ".join(cpus) or "machine not recorded")
+        + ")."
+        + tail
+    )
+
+
+def _precision(report: Report) -> str:
+    """The schedule's precision and the state of its precision checks, one per family."""
+    sched = report.schedule
+    p = sched.precision
+    if p == "auto":
+        text = "Precision: left to the CPU (bf16 autocast where it computes bf16 natively)"
+    elif p == "fp32":
+        text = "Precision: fp32"
+    else:
+        text = f"Precision: {p} autocast in every run of the tables (the schedule's {p})"
+    checks = [r for r in report.checks if r.check.kind == "precision"]
+    if not checks:
+        return text + "; no fp32 side run checks it."
+    titles = {p.key: p.title.split(" (")[0] for p in report.spec.papers}
+    parts = []
+    for result in checks:
+        rows = [r for r in report.rows if r.config.id in result.check.explains]
+        family = ", ".join(dict.fromkeys(titles[r.config.paper] for r in rows))
+        if result.runs:
+            state = f"{result.stat().mean:.2f} %, n={result.stat().n}"
+        elif result.unfinished:
+            state = "running"
+        else:
+            state = "not started"
+        parts.append(f"`{result.check.recipe}` for {family} ({state})")
+    return text + "; an fp32 side run per architecture family checks it: " + "; ".join(parts) + "."
 
 
 def render_markdown(
@@ -296,16 +356,16 @@ def render_markdown(
     finished, pending = report.runs(), report.pending()
     budget, clock = sched.budget
     training = (
-        f"every run trains for {budget} of {'CPU' if clock == 'cpu' else 'wall-clock'} time"
+        f"a time budget of {budget} of {'CPU' if clock == 'cpu' else 'wall-clock'} time a run"
         if budget
-        else "every run follows its recipe's own schedule (epochs, early stopping, learning-rate"
-        " schedule, batch); no time budget"
+        else "each recipe's own epochs, early stopping, learning-rate schedule and batch; no"
+        " time budget"
     )
     lines = [
         "# Reproduction: the papers' numbers beside ours",
         "",
         "<!-- Generated by `ferlab compare RUN_DIR... --report` from run folders and"
-        f" {_shown(spec.path)} (schedule {sched.name}); do not edit by hand. -->",
+        f" {shown_path(spec.path)} (schedule {sched.name}); do not edit by hand. -->",
         "",
         f"Generated {report.generated} from {len(finished)} finished run(s)"
         + (f" and {len(pending)} unfinished" if pending else "")
@@ -317,9 +377,11 @@ def render_markdown(
             if o.name != sched.name
         ),
         "",
-        "**Protocol (ours).** Train on FER2013 Training (FER+ labels where the protocol column"
-        " says so), select the checkpoint on PublicTest, evaluate PrivateTest once with the"
-        f" recipe's test-time augmentation; {training}. {_machines(report)}",
+        "**Protocol (ours).** Train on FER2013 Training (FER+ labels where our protocol says so),"
+        " select the checkpoint on PublicTest, evaluate PrivateTest once with the recipe's"
+        " test-time augmentation. A run counts only when its config.yaml matches its recipe"
+        f" under the {sched.name} schedule ({training}). {_precision(report)}"
+        f" {_machines(report)}",
         "",
         "**Reading the tables.** Accuracies in percent: mean over seeds ± the sample standard"
         " deviation, n seeds. *ours − paper* is our PrivateTest mean minus the paper's number;"
@@ -350,11 +412,21 @@ def render_markdown(
                 Stat(0, None, None),
             )
             ours = _acc(result.stat())
-            if result.stat().mean is None:
-                ours = "pending" + (
-                    ": " + _progress(result.unfinished[0], result.recipe.train.epochs)
-                    if result.unfinished and result.recipe
+            if result.stat().mean is None and result.recipe is not None:
+                planned = result.recipe.train.epochs
+                progress = [_progress(r, planned) for r in result.unfinished] or ["not started"]
+                missing = max(0, result.check.seeds - len(result.unfinished))
+                left = missing * planned + sum(
+                    max(0.0, planned - (r.epochs or 0)) for r in result.unfinished
+                )
+                slower = (
+                    "; fp32 trains slower than the bf16 runs timed"
+                    if result.check.overrides.get("train.precision") == "fp32"
                     else ""
+                )
+                ours = (
+                    f"pending: {'; '.join(progress)}"
+                    f" ({_time_left(report, result.check.recipe, left)}{slower})"
                 )
             cells = [
                 CHECK_KINDS[result.check.kind],
@@ -374,7 +446,7 @@ def render_markdown(
             "## Configurations that need a GPU",
             "",
             "The papers' full-size networks; one command trains them on a CUDA machine into"
-            f" `{_shown(spec.schedule().out)}/` (the {spec.default_schedule} schedule, from the"
+            f" `{shown_path(spec.schedule().out)}/` (the {spec.default_schedule} schedule, from the"
             " repository root, data beside the checkout as the"
             " recipes expect), after which regenerating this report fills their rows.",
             "",
@@ -392,13 +464,13 @@ def render_markdown(
             ]
     if report.not_counted:
         lines += ["## Runs not counted", ""]
-        lines += [f"- `{_shown(p)}`: {_cell(why)}" for p, why in report.not_counted]
+        lines += [f"- `{shown_path(p)}`: {_cell(why)}" for p, why in report.not_counted]
         lines.append("")
     if report.unrelated:
         lines += ["## Runs outside the papers' tables", ""]
-        lines += [f"- `{_shown(r.path)}` ({r.name}, seed {r.seed})" for r in report.unrelated]
+        lines += [f"- `{shown_path(r.path)}` ({r.name}, seed {r.seed})" for r in report.unrelated]
         lines.append("")
-    out = _shown(sched.out)
+    out = shown_path(sched.out)
     lines += [
         "## How to run",
         "",
@@ -408,8 +480,8 @@ def render_markdown(
         f"OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule {sched.name}"
         " --no-report > reproduce.log 2>&1 &",
         f"python benchmarks/reproduce.py --schedule {sched.name} --dry-run   # state, estimate",
-        f"ferlab compare {out}/* --report {_shown(sched.report)} --schedule {sched.name}"
-        + "".join(f" --embed {_shown(Path(d))}" for d in embed),
+        f"ferlab compare {out}/* --report {shown_path(sched.report)} --schedule {sched.name}"
+        + "".join(f" --embed {shown_path(Path(d))}" for d in embed),
         "```",
         "",
     ]

@@ -7,7 +7,7 @@ import datetime as _dt
 import json
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,12 @@ __all__ = [
     "MACHINE_FILE",
     "RunRecord",
     "cpu_name",
+    "epoch_seconds",
+    "folder_runs",
     "protocol_difference",
     "read_run",
     "record_machine",
+    "shown_path",
 ]
 
 MACHINE_FILE = "machine.json"
@@ -68,6 +71,11 @@ class RunRecord:
         return self.recipe.train.time_budget, self.recipe.train.budget_clock
 
     @property
+    def final_train_acc(self) -> float | None:
+        """Training accuracy (0–1) over the last epoch in ``history.csv``."""
+        return self.history[-1].get("train_acc") if self.history else None
+
+    @property
     def seconds_per_epoch(self) -> float | None:
         """Training wall-clock seconds per epoch (validation included)."""
         if self.history:
@@ -77,6 +85,29 @@ class RunRecord:
         if self.train_time_s and self.epochs:
             return self.train_time_s / self.epochs
         return None
+
+
+def epoch_seconds(runs: Iterable[RunRecord]) -> dict[str, float]:
+    """Measured training seconds per epoch of each recipe (by name) among ``runs``, finished or
+    not: the fastest of its runs (the least shared CPU). fp32 side runs are left out: they are
+    slower than the schedules' bf16 runs they would estimate."""
+    out: dict[str, float] = {}
+    for run in runs:
+        if run.seconds_per_epoch and run.recipe.train.precision != "fp32":
+            out[run.name] = min(out.get(run.name, run.seconds_per_epoch), run.seconds_per_epoch)
+    return out
+
+
+def folder_runs(folder: str | Path | None) -> list[RunRecord]:
+    """The readable run folders directly under ``folder`` (none when it does not exist)."""
+    runs = []
+    folder = None if folder is None else Path(folder)
+    for config in sorted(folder.glob("*/config.yaml")) if folder and folder.is_dir() else []:
+        try:
+            runs.append(read_run(config.parent))
+        except DataError:
+            continue
+    return runs
 
 
 def _read_json(path: Path) -> Any:
@@ -168,6 +199,14 @@ def read_run(run_dir: str | Path) -> RunRecord:
         raise DataError(f"unexpected content ({exc})", path=metrics_path) from None
     record.machine = record.machine or record.device
     return record
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it (as a report shows it)."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def cpu_name() -> str:
