@@ -658,6 +658,9 @@ def test_seeds_with_the_same_accuracy_are_told_apart(plan, tmp_path):
     text = "\n".join(conclusions(build_report(dirs, load_spec(plan))))
     assert "Seeds 0 and 1 of Alpha row have the same PublicTest accuracy (50.00 %, 4 images" in text
     assert "(3, 1 against 2, 2 right), so the equal totals are a coincidence" in text
+    section = render_markdown(build_report(dirs, load_spec(plan)), {}, tmp_path / "r.md")
+    # told in its paper's section (embedded in other docs too) and in the conclusions
+    assert section.count("Seeds 0 and 1 of Alpha row have the same PublicTest") == 2
 
 
 def test_a_label_set_other_than_the_papers_is_a_finding(plan, tmp_path):

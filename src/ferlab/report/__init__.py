@@ -17,6 +17,7 @@ from ferlab.report.build import (
     compare_rows,
     conclusions,
     gap,
+    identical_seeds,
     mean_sd,
 )
 from ferlab.report.plan import (
@@ -64,6 +65,7 @@ __all__ = [
     "draw_figures",
     "embed_sections",
     "gap",
+    "identical_seeds",
     "mean_sd",
     "protocol_text",
     "render_markdown",

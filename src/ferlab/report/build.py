@@ -46,6 +46,7 @@ __all__ = [
     "compare_rows",
     "conclusions",
     "gap",
+    "identical_seeds",
     "mean_sd",
 ]
 
@@ -506,10 +507,13 @@ def _paper_titles(report: Report) -> dict[str, str]:
     return {p.key: p.title.split(" (")[0] for p in report.spec.papers}
 
 
-def _identical_seeds(report: Report) -> list[str]:
-    """Seeds of one row with exactly the same PublicTest accuracy: coincidence or duplicate."""
+def identical_seeds(report: Report, paper: str | None = None) -> list[str]:
+    """Seeds of one row (of ``paper``, or any) with exactly the same PublicTest accuracy, and
+    whether that is a coincidence or one run twice (from their confusion matrices)."""
     out = []
     for row in report.unique_rows():
+        if paper is not None and row.config.paper != paper:
+            continue
         for i, a in enumerate(row.runs):
             for b in row.runs[i + 1 :]:
                 if a.public is None or a.public != b.public:
@@ -527,8 +531,16 @@ def _identical_seeds(report: Report) -> list[str]:
                         else "the same per-class counts too, so the runs may be one run twice."
                         if same
                         else f"per class they differ ({', '.join(map(str, a.public_correct))} "
-                        f"against {', '.join(map(str, b.public_correct))} right), so the equal "
-                        "totals are a coincidence, not a copied result."
+                        f"against {', '.join(map(str, b.public_correct))} right)"
+                        + (
+                            f" and on PrivateTest ({100 * a.private:.2f} against "
+                            f"{100 * b.private:.2f} %)"
+                            if a.private is not None
+                            and b.private is not None
+                            and a.private != b.private
+                            else ""
+                        )
+                        + ", so the equal totals are a coincidence, not a copied result."
                     )
                 )
     return out
@@ -596,7 +608,7 @@ def conclusions(report: Report) -> list[str]:
             )
             + "."
         )
-    out += _identical_seeds(report)
+    out += identical_seeds(report)
     titles = _paper_titles(report)
     for cmp in compare_rows(report):
         if cmp.delta is None:

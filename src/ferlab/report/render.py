@@ -19,6 +19,7 @@ from ferlab.report.build import (
     compare_rows,
     conclusions,
     gap,
+    identical_seeds,
     mean_sd,
 )
 from ferlab.report.plan import CHECK_KINDS, load_spec
@@ -38,7 +39,11 @@ def protocol_text(recipe: Recipe) -> str:
         optimiser += f"{' Nesterov' if o.nesterov else ''} momentum {o.momentum:g}"
     optimiser += f", lr {o.lr:g}"
     if o.weight_decay:
-        on = "" if o.weight_decay_on is None else f" on {', '.join(o.weight_decay_on)}"
+        on = (
+            ""
+            if o.weight_decay_on is None
+            else " on " + ", ".join(f"{p.rstrip('.')}.*" for p in o.weight_decay_on) + " only"
+        )
         optimiser += f", weight decay {o.weight_decay:g}{on}"
     at = "/".join(f"{100 * m:g}" for m in s.milestones)
     schedules = {
@@ -260,6 +265,9 @@ def paper_section(
     lines += _gpu_lines(report, rows)
     if any(r.cpu_recipe is not None and r.cpu_recipe.model.face_checkpoint for r in rows):
         lines += _face_lines(report)
+    same = identical_seeds(report, key)
+    if same:
+        lines += [*same, ""]
     comparisons = [c for c in compare_rows(report) if c.row.config.paper == key]
     if comparisons:
         lines += [
