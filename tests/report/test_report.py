@@ -306,7 +306,7 @@ def test_conclusions_come_from_the_runs_given(plan, tmp_path):
         _fake_run(runs / "b0", plan, "beta", 0, 0.5, 0.58, epochs=9),
     ]
     text = "\n".join(conclusions(build_report(dirs, spec)))
-    assert "3 of 4 CPU rows have finished runs (1 completed, 2 early stopping" in text
+    assert "3 of 4 CPU rows have finished runs: 3 run(s) (1 completed, 2 early stopping" in text
     assert "7.0–9.0 epochs, mean 8.3" in text
     assert "Within 2 points of the paper: 2 row(s)" in text  # a: 51 vs 50, a2: 51 vs 51.5
     assert "1 not explained (largest: Beta row, +3.00 points)" in text  # 58 vs 55
@@ -342,10 +342,13 @@ def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
     assert "needs a GPU (estimate: about an hour)" in lines[5]
     assert "not reproduced: no run possible" in lines[3]
     assert "python benchmarks/reproduce.py --gpu --only second" in text
-    assert "Counted finished runs: 5 (4 bf16, 1 fp32; cpu)." in text
+    assert "Counted finished runs: 5 (4 bf16, 1 fp32; 5 run(s) without a machine record)." in text
     assert "2 run(s) unfinished." not in text and "1 run(s) unfinished." in text
     assert "3 run folder(s) not counted" in text
-    assert "an fp32 side run per architecture family checks it: `alpha` for First paper" in text
+    assert (
+        "fp32 side runs check it: `alpha` for First paper, Table 1 (61.00 %, n=1); no fp32 side"
+        " run for Second paper." in text
+    )
     assert "OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule full" in text
     assert "| precision check | `alpha` | train.precision: fp32 | 61.00 (n=1) |" in text
 
@@ -731,8 +734,10 @@ def test_compare_report_without_finished_runs_or_with_runs_of_another_length(
     longer = _fake_run(runs / "beta-s0", plan, "beta", 0, 0.5, 0.5, overrides={"train.epochs": 7})
     report_path = tmp_path / "report.md"
     args = ["compare", str(running), str(longer), "--report", str(report_path)]
-    code, _, stderr = run_cli([*args, "--plan", str(plan)], capsys)
+    code, stdout, stderr = run_cli([*args, "--plan", str(plan)], capsys)
     assert code == 0, stderr
+    # only its small files (no last.pt): the table reads it from config.yaml and history.csv
+    assert "| alpha-s0 (unfinished) | deep_emotion_nostn | — | 10s | 1 | 31.00 | — |" in stdout
     text = report_path.read_text()
     assert "from 0 finished run(s) and 1 unfinished" in text
     assert (

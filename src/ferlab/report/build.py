@@ -558,16 +558,16 @@ def conclusions(report: Report) -> list[str]:
             "be concluded; the tables above say what is pending."
         )
         return out
-    epochs = mean_sd(r.epochs for row in report.unique_rows() for r in row.runs)
+    counted = [r for row in report.unique_rows() if row.config.run_on_cpu for r in row.runs]
+    epochs = mean_sd(r.epochs for r in counted)
     stops: dict[str, int] = {}
-    for row in report.unique_rows():
-        for r in row.runs:
-            stops[r.stop_reason or "unknown"] = stops.get(r.stop_reason or "unknown", 0) + 1
+    for r in counted:
+        stops[r.stop_reason or "unknown"] = stops.get(r.stop_reason or "unknown", 0) + 1
     stop_text = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(stops.items()))
     out.append(
-        f"{len(done)} of {len(rows)} CPU rows have finished runs ({stop_text}; "
-        f"{min(r.epochs for row in done for r in row.runs):.1f}–"
-        f"{max(r.epochs for row in done for r in row.runs):.1f} epochs, mean {epochs.mean:.1f})"
+        f"{len(done)} of {len(rows)} CPU rows have finished runs: {len(counted)} run(s) "
+        f"({stop_text}; {min(r.epochs for r in counted):.1f}–"
+        f"{max(r.epochs for r in counted):.1f} epochs, mean {epochs.mean:.1f})"
         + (f"; {len(pending)} run(s) are unfinished." if pending else ".")
     )
     gaps = [(row, gap(report, row)) for row in done]

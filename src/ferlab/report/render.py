@@ -307,7 +307,10 @@ def _machines(report: Report) -> str:
     precisions: dict[str, int] = {}
     for r in runs:
         precisions[r.precision or "?"] = precisions.get(r.precision or "?", 0) + 1
-    cpus = sorted({r.machine.split(",")[0] for r in runs if r.machine})
+    recorded = [r for r in runs if r.machine and r.machine != r.device]
+    cpus = sorted({r.machine.split(",")[0] for r in recorded})
+    if len(recorded) < len(runs):
+        cpus.append(f"{len(runs) - len(recorded)} run(s) without a machine record")
     others = len(report.not_counted)
     tail = (f" {len(pending)} run(s) unfinished." if pending else "") + (
         f" {others} run folder(s) not counted (listed at the end)." if others else ""
@@ -335,13 +338,22 @@ def _precision(report: Report) -> str:
     else:
         text = f"Precision: {p} autocast in every run of the tables (the schedule's {p})"
     checks = [r for r in report.checks if r.check.kind == "precision"]
-    if not checks:
-        return text + "; no fp32 side run checks it."
     titles = {p.key: p.title.split(" (")[0] for p in report.spec.papers}
+    covered = {
+        r.config.paper
+        for result in checks
+        for r in report.rows
+        if r.config.id in result.check.explains
+    }
+    trained = dict.fromkeys(r.config.paper for r in report.rows if r.config.run_on_cpu)
+    unchecked = [titles[k] for k in trained if k not in covered]
+    none = f"; no fp32 side run for {', '.join(unchecked)}" if unchecked else ""
+    if not checks:
+        return text + none + "."
     parts = []
     for result in checks:
         rows = [r for r in report.rows if r.config.id in result.check.explains]
-        family = ", ".join(dict.fromkeys(titles[r.config.paper] for r in rows))
+        family = " and ".join(dict.fromkeys(titles[r.config.paper] for r in rows))
         if result.runs:
             state = f"{result.stat().mean:.2f} %, n={result.stat().n}"
         elif result.unfinished:
@@ -349,7 +361,7 @@ def _precision(report: Report) -> str:
         else:
             state = "not started"
         parts.append(f"`{result.check.recipe}` for {family} ({state})")
-    return text + "; an fp32 side run per architecture family checks it: " + "; ".join(parts) + "."
+    return text + "; fp32 side runs check it: " + "; ".join(parts) + none + "."
 
 
 def render_markdown(
