@@ -443,6 +443,10 @@ def test_real_plan_rows_follow_the_papers_tables():
     rows = {c.id: c for c in spec.configurations()}
     assert rows["huo_deep_emotion"].paper_accuracy == 61.385
     assert rows["minaee_ferg"].paper_accuracy == 99.3 and not rows["minaee_ferg"].trained
+    assert rows["huo_deep_emotion"].paper_measure == "training"  # "Training Accuracy 61.385%"
+    # each paper's protocol in its own words, and the hardware it names
+    assert all(p.stated for p in spec.papers)
+    assert "GTX 860M" in next(p.hardware for p in spec.papers if p.key == "jahromi")
     # one precision check per architecture family that trains on the CPU in stage "required"
     families = {c.recipe for c in paper.checks if c.kind == "precision"}
     assert families == {"jahromi_medium", "caciolai_deep_emotion", "meen_small_vgg19", "luo_cnn"}
@@ -466,6 +470,7 @@ def test_real_recipes_state_what_the_papers_state():
         recipe = spec.load(name)
         assert recipe.data.labels == "ferplus-majority", name  # "I have employed [FER+]"
         assert "FER2013" not in recipe.paper.reported_on
+        assert "FER+ annotations" in recipe.paper.reported_on
         # the first campaign's runs stay countable under the 5m schedule
         assert spec.load(name, spec.schedule("5m")).data.labels == "fer2013"
     for name in ("jahromi_deep", "jahromi_deep_aug"):
