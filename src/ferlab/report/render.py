@@ -295,7 +295,13 @@ def paper_section(
             "",
             "*Lines: each run's PublicTest accuracy after every epoch (where the checkpoint is"
             " selected); dots: its final PrivateTest accuracy; dashed: the paper's numbers, on"
-            " the paper's own test protocol.*",
+            " the paper's own test protocol"
+            + (
+                "; dotted: each run's training accuracy, where the paper's number is one"
+                if any(r.config.paper_measure == "training" for r in rows)
+                else ""
+            )
+            + ".*",
             "",
         ]
     return lines
@@ -529,10 +535,13 @@ def draw_figures(report: Report, folder: str | Path) -> dict[str, Path]:
             if row.paper_accuracy is not None:
                 ax.axhline(row.paper_accuracy, color=colour, ls="--", lw=1.0, alpha=0.8)
             for run in (*row.runs, *row.unfinished):
-                points = [(h["epoch"], 100 * h["val_acc"]) for h in run.history if "val_acc" in h]
-                if points:
-                    xs, ys = zip(*points, strict=True)
-                    ax.plot(xs, ys, color=colour, lw=0.8, alpha=0.6)
+                for key, style in (("val_acc", "-"), ("train_acc", ":")):
+                    if key == "train_acc" and row.config.paper_measure != "training":
+                        continue
+                    points = [(h["epoch"], 100 * h[key]) for h in run.history if key in h]
+                    if points:
+                        xs, ys = zip(*points, strict=True)
+                        ax.plot(xs, ys, color=colour, lw=0.8, alpha=0.6, ls=style)
                 if run.finished and run.private is not None and run.epochs is not None:
                     ax.scatter([run.epochs], [100 * run.private], color=colour, s=18)
             if not row.runs:
