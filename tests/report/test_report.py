@@ -71,6 +71,7 @@ papers:
   - key: first
     title: First paper, Table 1
     hardware: one GPU
+    min_epochs: 8
     stated: Adam at the stated rate; epochs not given.
     configurations:
       - {id: a, label: Alpha row, recipe: alpha, seeds: 2}
@@ -285,6 +286,23 @@ def test_gap_to_the_paper_with_run_backed_findings(plan, tmp_path):
     assert gap(report, report.row("x")).verdict == "no run possible"
     assert gap(report, report.row("h")).verdict == "needs a GPU"
     assert gap(report, report.row("g")).verdict == "pending"
+
+
+def test_runs_ended_before_the_papers_stated_minimum_are_a_finding(plan, tmp_path):
+    runs = [
+        _fake_run(tmp_path / "a0", plan, "alpha", 0, 0.4, 0.4, epochs=7, stop="early_stopping"),
+        _fake_run(tmp_path / "a1", plan, "alpha", 1, 0.4, 0.4, epochs=9, stop="early_stopping"),
+        _fake_run(
+            tmp_path / "g0", plan, "gamma_small", 0, 0.4, 0.4, epochs=2, stop="early_stopping"
+        ),
+    ]
+    report = build_report(runs, load_spec(plan))
+    findings = gap(report, report.row("a")).findings
+    assert (
+        "1 run(s) ended by early stopping after 7 epochs, before the paper's stated minimum of 8"
+        in findings
+    )
+    assert not any("stated minimum" in f for f in gap(report, report.row("g")).findings)  # none
 
 
 def test_collapse_is_found_from_the_confusion_matrix(plan, tmp_path):

@@ -446,6 +446,18 @@ def gap(report: Report, row: Row) -> Gap:
             f"{planned} epochs"
         )
         effects.append("explains")
+    least = next(p.min_epochs for p in report.spec.papers if p.key == c.paper)
+    short = [
+        r
+        for r in row.runs
+        if least and r.stop_reason == "early_stopping" and (r.epochs or 0) < least
+    ]
+    if short:
+        findings.append(
+            f"{len(short)} run(s) ended by early stopping after "
+            f"{', '.join(f'{r.epochs:g}' for r in short)} epochs, before the paper's stated "
+            f"minimum of {least}"
+        )
     paper_labels = row.recipe.data.labels if row.recipe else None
     labels = sorted({r.label_mode for r in row.runs if r.label_mode} - {paper_labels})
     if labels and paper_labels:
