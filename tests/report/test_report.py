@@ -243,6 +243,8 @@ def test_another_schedule_counts_its_own_runs_with_its_recipe_overrides(plan, tm
     report = build_report(dirs, load_spec(plan), "short")
     assert [r.path.name for r in report.row("b").runs] == ["b0"]
     assert "optim.lr" in dict((p.name, w) for p, w in report.not_counted)["b-full"]
+    text = render_markdown(report, {}, tmp_path / "short.md")
+    assert "3 epochs or 1m of CPU time; batch 32; Adam, lr 0.004" in text  # the schedule's recipe
     g = gap(report, report.row("b"))
     assert (
         g.verdict == "explained"

@@ -34,6 +34,10 @@ def protocol_text(recipe: Recipe) -> str:
     epochs = f"{t.epochs} epochs"
     if t.early_stopping:
         epochs += f" (early stopping after {t.early_stopping})"
+    if t.time_budget:
+        epochs += (
+            f" or {t.time_budget} of {'CPU' if t.budget_clock == 'cpu' else 'wall-clock'} time"
+        )
     optimiser = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}[o.name]
     if o.name == "sgd":
         optimiser += f"{' Nesterov' if o.nesterov else ''} momentum {o.momentum:g}"
