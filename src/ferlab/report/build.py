@@ -378,8 +378,10 @@ class Gap:
     findings: list[str]
     """Run-backed statements about the gap (checks, schedule, network, collapse)."""
     verdict: str
-    """``within 2 points``, ``explained``, ``partly explained``, ``not explained``, or why
-    there is nothing to explain (pending, needs a GPU, no run possible)."""
+    """``within 2 points``, ``explained`` (by a side run, or by what the paper's number measures),
+    ``partly explained``, ``not comparable`` (ours departs from the paper's protocol in a way no
+    run has measured: a smaller network, a time budget), ``not explained``, or why there is
+    nothing to explain (pending, needs a GPU, no run possible)."""
 
 
 def _check_effect(
@@ -436,7 +438,7 @@ def gap(report: Report, row: Row) -> Gap:
         findings.append(
             f"ours is `{c.cpu_recipe}`, a smaller network{size} than the paper's `{c.recipe}`"
         )
-        effects.append("explains")
+        effects.append("differs")
     planned = row.cpu_recipe.train.epochs if row.cpu_recipe else None
     budgeted = [r for r in row.runs if r.stop_reason == "time_budget"]
     if budgeted:
@@ -445,7 +447,7 @@ def gap(report: Report, row: Row) -> Gap:
             f"{len(budgeted)} run(s) stopped by their time budget after {epochs:.1f} of "
             f"{planned} epochs"
         )
-        effects.append("explains")
+        effects.append("differs")
     least = next(p.min_epochs for p in report.spec.papers if p.key == c.paper)
     short = [
         r
@@ -485,6 +487,8 @@ def gap(report: Report, row: Row) -> Gap:
         verdict = "explained"
     elif "partly" in effects:
         verdict = "partly explained"
+    elif "differs" in effects:  # a departure from the paper's protocol that no run has measured
+        verdict = "not comparable"
     else:
         verdict = "not explained"
     return Gap(diff, within, findings, verdict)
