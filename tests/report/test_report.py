@@ -475,6 +475,9 @@ def test_real_plan_rows_follow_the_papers_tables():
     assert all(row.problem == "" for row in report.rows)
     text = render_markdown(report, {}, ROOT / "docs" / "reproduction.md")
     assert "No row has a finished run yet" in text
+    # every pending row is timed from the first campaign's committed runs (paper.timings)
+    assert "no measured epoch time" not in text
+    assert "epochs (estimate: at most" in text and "; early stopping may end it sooner)" in text
     for c in spec.configurations():
         assert f"| {c.label}<br>`{c.recipe}` |" in text
 
@@ -772,7 +775,7 @@ def test_compare_report_without_finished_runs_or_with_runs_of_another_length(
     # the unfinished run times the rest: 2 epochs of seed 0 and 3 of seed 1 at 10 s each
     assert "pending: epoch 1 of 3, best PublicTest so far 31.00 %; 1 more seed(s) planned" in text
     assert (
-        "at most 1 min of training at the 10 s per epoch measured in the runs of this report"
+        "(estimate: 1 min of training at the 10 s per epoch measured in the runs of this report"
         in text
     )
     assert "a time budget of" not in text

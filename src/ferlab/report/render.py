@@ -104,15 +104,17 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
-def _time_left(report: Report, name: str, epochs_left: float) -> str:
-    """The training time ``epochs_left`` epochs of recipe ``name`` take at its measured pace."""
-    found = report.epoch_seconds.get(name)
+def _time_left(report: Report, recipe: Recipe, epochs_left: float) -> str:
+    """The training time ``epochs_left`` epochs of ``recipe`` take at its measured pace."""
+    found = report.epoch_seconds.get(recipe.name)
     if found is None:
         return "no measured epoch time to estimate from"
     seconds, where = found
     return (
-        f"estimate: at most {_hours(seconds * epochs_left)} of training at the"
-        f" {seconds:.0f} s per epoch measured in {where}; early stopping may end it sooner"
+        f"estimate: {'at most ' if recipe.train.early_stopping else ''}"
+        f"{_hours(seconds * epochs_left)} of training at the {seconds:.0f} s per epoch measured"
+        f" in {where}"
+        + ("; early stopping may end it sooner" if recipe.train.early_stopping else "")
     )
 
 
@@ -128,7 +130,7 @@ def _ours(row: Row, report: Report) -> tuple[str, str]:
     planned = row.cpu_recipe.train.epochs if row.cpu_recipe else 0
     missing = max(0, c.seeds - len(row.runs) - len(row.unfinished))
     left = missing * planned + sum(max(0.0, planned - (r.epochs or 0)) for r in row.unfinished)
-    estimate = f" ({_time_left(report, c.cpu_recipe, left)})" if left else ""
+    estimate = f" ({_time_left(report, row.cpu_recipe, left)})" if left else ""
     if not row.runs:
         if row.unfinished:
             progress = "; ".join(_progress(r, planned) for r in row.unfinished)
@@ -460,7 +462,7 @@ def render_markdown(
                 )
                 ours = (
                     f"pending: {'; '.join(progress)}"
-                    f" ({_time_left(report, result.check.recipe, left)}{slower})"
+                    f" ({_time_left(report, result.recipe, left)}{slower})"
                 )
             cells = [
                 CHECK_KINDS[result.check.kind],
