@@ -361,7 +361,10 @@ def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
     assert "needs a GPU (estimate: about an hour)" in lines[5]
     assert "not reproduced: no run possible" in lines[3]
     assert "python benchmarks/reproduce.py --gpu --only second" in text
-    assert "Counted finished runs: 5 (4 bf16, 1 fp32; 5 run(s) without a machine record)." in text
+    assert (
+        "Counted finished runs: 5 (4 of the tables' rows, 1 side run(s); 4 bf16, 1 fp32; 5 run(s)"
+        " without a machine record)." in text
+    )
     assert "2 run(s) unfinished." not in text and "1 run(s) unfinished." in text
     assert "3 run folder(s) not counted" in text
     assert (

@@ -329,8 +329,16 @@ def _machines(report: Report) -> str:
     )
     if not runs:
         return "No counted run has finished yet." + tail
+    checks = sum(len(c.runs) for c in report.checks)
+    kinds = [
+        (len(runs) - checks - len(report.face_runs), "of the tables' rows"),
+        (checks, "side run(s)"),
+        (len(report.face_runs), "face network(s)"),
+    ]
     return (
         f"Counted finished runs: {len(runs)} ("
+        + ", ".join(f"{n} {what}" for n, what in kinds if n)
+        + "; "
         + ", ".join(f"{n} {k}" for k, n in sorted(precisions.items()))
         + "; "
         + ("; ".join(cpus) or "machine not recorded")
