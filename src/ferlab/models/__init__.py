@@ -10,6 +10,7 @@ from ferlab.models import (  # noqa: F401
     deep_emotion,
     densenet,
     facial_attention,
+    ferlab_fast,
     ferlab_net,
     jahromi,
     luo,
