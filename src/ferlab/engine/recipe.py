@@ -6,6 +6,7 @@ A recipe is a plain YAML mapping with one section per concern::
     data:     {path: ../shared/datasets/fer2013/fer2013.csv.gz, labels: fer2013, crop: null,
                hist_eq: false, normalize: per_pixel, val_fraction: 0.1}
     augment:  {flip: true, shift: 0.1}
+    distill:  {teacher: default, weight: 0.7, temperature: 2.0}
     optim:    {name: adam, lr: 0.01}
     schedule: {kind: plateau, factor: 0.5, patience: 25}
     train:    {epochs: 100, batch_size: 64, early_stopping: null}
@@ -39,6 +40,7 @@ from ferlab.inference.shipped import SHIPPED
 __all__ = [
     "AugmentSection",
     "DataSection",
+    "DistillSection",
     "EvalSection",
     "ModelSection",
     "OptimSection",
@@ -153,6 +155,21 @@ class ShiftAugmentSection:
 
 
 @dataclass
+class DistillSection:
+    """Knowledge distillation from a trained teacher (:mod:`ferlab.engine.distill`): its
+    probabilities on every training image, computed once and cached, become soft targets."""
+
+    teacher: str | None = None
+    """A shipped model name (``default``) or a checkpoint path; ``null``: no distillation."""
+    weight: float = 0.7
+    """Share of each target taken from the teacher (the rest is the image's label)."""
+    temperature: float = 2.0
+    """The teacher's probabilities are softened as ``softmax(log p / temperature)``."""
+    tta: str | None = None
+    """The teacher's test-time augmentation; ``null`` uses the one it ships with."""
+
+
+@dataclass
 class OptimSection:
     name: str = "adamw"
     """``sgd``, ``adam`` or ``adamw``."""
@@ -264,6 +281,7 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     augment: AugmentSection = field(default_factory=AugmentSection)
     shift_augment: ShiftAugmentSection = field(default_factory=ShiftAugmentSection)
+    distill: DistillSection = field(default_factory=DistillSection)
     optim: OptimSection = field(default_factory=OptimSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     train: TrainSection = field(default_factory=TrainSection)
@@ -285,6 +303,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.precision": ("auto", "fp32", "bf16", "fp16"),
     "train.budget_clock": ("wall", "cpu"),
     "eval.tta": TTA_CHOICES,
+    "distill.tta": TTA_CHOICES,
 }
 _POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "optim.lr"}
 
@@ -380,7 +399,7 @@ def _build(cls: type, raw: Any, prefix: str, where: str) -> Any:
             values[key] = _build(hint, value, full, where)
             continue
         value = _coerce(value, hint, full, where)
-        if full in _CHOICES and value not in _CHOICES[full]:
+        if full in _CHOICES and value is not None and value not in _CHOICES[full]:
             raise DataError(
                 f"'{full}' must be one of {', '.join(_CHOICES[full])}, not {value!r}", path=where
             )
@@ -395,6 +414,15 @@ def recipe_from_dict(raw: dict[str, Any], *, where: str = "<recipe>") -> Recipe:
     recipe = _build(Recipe, raw, "", where)
     if recipe.train.time_budget is not None:
         parse_duration(recipe.train.time_budget, where=where)
+    if not 0 <= recipe.distill.weight <= 1:
+        raise DataError(
+            f"'distill.weight' must be between 0 and 1, not {recipe.distill.weight!r}", path=where
+        )
+    if recipe.distill.temperature <= 0:
+        raise DataError(
+            f"'distill.temperature' must be positive, not {recipe.distill.temperature!r}",
+            path=where,
+        )
     return recipe
 
 
@@ -425,9 +453,10 @@ def load_recipe(path: str | Path) -> Recipe:
         recipe.data.ferplus = str((path.parent / recipe.data.ferplus).resolve())
     if recipe.model.face_checkpoint and not Path(recipe.model.face_checkpoint).is_absolute():
         recipe.model.face_checkpoint = str((path.parent / recipe.model.face_checkpoint).resolve())
-    init = recipe.model.init_from
-    if init and init not in SHIPPED and not Path(init).is_absolute():
-        recipe.model.init_from = str((path.parent / init).resolve())
+    for section, key in ((recipe.model, "init_from"), (recipe.distill, "teacher")):
+        spec = getattr(section, key)
+        if spec and spec not in SHIPPED and not Path(spec).is_absolute():
+            setattr(section, key, str((path.parent / spec).resolve()))
     if not recipe.model.name:
         raise DataError("the recipe names no model (model.name)", path=path)
     return recipe

@@ -40,7 +40,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -421,6 +421,10 @@ class _Trainer:
                 f"{list(ckpt['classes'])}",
                 path=self.out / "last.pt",
             )
+        self.distill = self._distill(parts["train"], ckpt)
+        if self.distill is not None:
+            parts["train"] = replace(parts["train"], targets=self.distill.pop("targets"))
+            self.mode = "crossentropy"  # the teacher's targets are distributions
         size = int(parts["train"].images.shape[-1])
         crop = r.data.crop or size
         if crop > size:
@@ -488,6 +492,31 @@ class _Trainer:
             self.sample_weights = (1.0 / counts.clamp(min=1))[self.train_labels]
         else:
             self.sample_weights = None
+
+    def _distill(self, train: Any, ckpt: dict | None) -> dict[str, Any] | None:
+        """Teacher targets for the training images (``targets``) and their provenance."""
+        d = self.r.distill
+        if not d.teacher:
+            return None
+        if train.targets is not None:
+            raise DataError(
+                f"distillation replaces the targets; data.labels '{self.label_mode}' has soft "
+                "targets of its own: use fer2013 labels with distill.teacher"
+            )
+        from ferlab.engine.distill import distill_targets, teacher_probabilities
+
+        before = None if ckpt is None else ckpt.get("distill")
+        teacher = teacher_probabilities(
+            d.teacher,
+            train.images,
+            self.classes,
+            tta=d.tta,
+            cache_dir=self.r.data.cache_dir,
+            expect=before,
+            progress=self.show_progress and self.is_main,
+        )
+        targets = distill_targets(teacher.probs, train.labels, d.weight, d.temperature)
+        return {**teacher.meta, "targets": targets}
 
     def _setup_model(self, ckpt: dict | None) -> None:
         r = self.r
@@ -621,6 +650,7 @@ class _Trainer:
             "recipe": self.r.to_dict(),
             **({"face_network": self.face_network} if self.face_network else {}),
             **({"init_from": self.init_from} if self.init_from else {}),
+            **({"distill": self.distill} if self.distill else {}),
         }
 
     def _usable_weights(self) -> dict[str, torch.Tensor]:
