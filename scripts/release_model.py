@@ -2,13 +2,15 @@
 
     python scripts/release_model.py checkpoints/ferlab_default default
     python scripts/release_model.py runs/ferlab_ferplus ferplus
+    python scripts/release_model.py checkpoints/fast fast
 
 Writes ``src/ferlab/weights/<name>.pt`` (the run's ``best.pt`` without training state, with
 its measured metrics, training time and code version) and its ``.onnx`` twin (ONNX Runtime,
 no PyTorch needed); refuses either over 10 MB. Measures the validation split under every
 test-time augmentation (the test split was evaluated once, by the run, with the TTA its recipe
 fixed beforehand) and rewrites the model's section of ``docs/models.md`` from those numbers,
-with its figures in ``docs/img/models/``.
+with its figures in ``docs/img/models/``. A name of :data:`RELEASABLE` that is not shipped yet
+gets its entry in the shipped-model table.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ WEIGHTS = ROOT / "src" / "ferlab" / "weights"
 TABLE = ROOT / "src" / "ferlab" / "inference" / "shipped.py"
 CARD = ROOT / "docs" / "models.md"
 TTAS = ("none", "flip", "ten_crop")
+#: Names a run can be released as: the shipped models and those planned (issue 19's ``fast``).
+RELEASABLE = ("default", "ferplus", "fast")
 
 
 def _git_commit() -> str:
@@ -52,6 +56,14 @@ def _record_digests(name: str, pt: Path, onnx: Path, table: Path) -> None:
     from ferlab.inference.shipped import file_sha256
 
     text = table.read_text()
+    if f'    "{name}": ShippedModel(' not in text:
+        # A new shipped model: its entry goes last in the table.
+        close = text.index("\n}\n", text.index("SHIPPED: dict[str, ShippedModel] = {"))
+        entry = (
+            f'\n    "{name}": ShippedModel(\n        pt="{pt.name}",\n        pt_sha256="",\n'
+            f'        onnx="{onnx.name}",\n        onnx_sha256="",\n    ),'
+        )
+        text = text[:close] + entry + text[close:]
     start = text.index(f'    "{name}": ShippedModel(')
     end = text.index("    ),\n", start)
     entry = text[start:end]
@@ -87,7 +99,14 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f} %"
 
 
-def card_section(name: str, m: dict, val: dict[str, dict], sizes: dict[str, int]) -> list[str]:
+def card_section(
+    name: str,
+    m: dict,
+    val: dict[str, dict],
+    sizes: dict[str, int],
+    distill: dict | None = None,
+    distill_recipe: dict | None = None,
+) -> list[str]:
     test = m["test"]
     hours = m["train_time_s"] / 3600
     lines = [
@@ -121,6 +140,18 @@ def card_section(name: str, m: dict, val: dict[str, dict], sizes: dict[str, int]
         f"{cpu_name()}; {m['params']:,} parameters. Weights: `ferlab/weights/{name}.pt` "
         f"{sizes['pt'] / 1e6:.1f} MB, `{name}.onnx` {sizes['onnx'] / 1e6:.1f} MB.",
         "",
+    ]
+    if distill:
+        r = distill_recipe or {}
+        lines += [
+            f"Distilled from `{Path(distill['teacher']).name}` (SHA-256 "
+            f"`{distill['teacher_sha256'][:16]}…`): its {distill['tta']} probabilities "
+            f"({distill['precision']}) on the {distill['n']:,} training faces, softened at "
+            f"temperature {r.get('temperature')}, make {r.get('weight')} of each target, the "
+            "label the rest.",
+            "",
+        ]
+    lines += [
         f"![{name}: test confusion matrix](img/models/{name}_confusion_test.png)",
         f"![{name}: training curves](img/models/{name}_curves.png)",
         f"![{name}: misclassified test faces](img/models/{name}_misclassified_test.png)",
@@ -146,19 +177,21 @@ def main(argv: list[str] | None = None) -> None:
     from ferlab.export import export_onnx
     from ferlab.inference import SHIPPED
 
-    if args.name not in SHIPPED:
-        sys.exit(f"unknown shipped model name '{args.name}'; known: {', '.join(SHIPPED)}")
+    if args.name not in (*SHIPPED, *RELEASABLE):
+        known = ", ".join(dict.fromkeys((*SHIPPED, *RELEASABLE)))
+        sys.exit(f"unknown shipped model name '{args.name}'; known: {known}")
     metrics_path = args.run / "metrics.json"
     if not metrics_path.is_file():
         sys.exit(f"{metrics_path}: not found; is the run finished?")
     m = json.loads(metrics_path.read_text())
     best = args.run / "best.pt"
-    recipe = read_checkpoint(best)["recipe"]
+    source = read_checkpoint(best)
+    recipe = source["recipe"]
     val = _val_by_tta(best, recipe)
 
     args.weights_dir.mkdir(parents=True, exist_ok=True)
-    pt = args.weights_dir / SHIPPED[args.name].pt
-    onnx = args.weights_dir / SHIPPED[args.name].onnx
+    pt = args.weights_dir / f"{args.name}.pt"
+    onnx = args.weights_dir / f"{args.name}.onnx"
     for path in (pt, onnx):
         path.unlink(missing_ok=True)
     release_checkpoint(
@@ -185,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
         if src.is_file():
             shutil.copyfile(src, figures / f"{args.name}_{fig}.png")
     sizes = {"pt": pt.stat().st_size, "onnx": onnx.stat().st_size}
-    write_section(card_section(args.name, m, val, sizes), args.card)
+    lines = card_section(args.name, m, val, sizes, source.get("distill"), recipe.get("distill"))
+    write_section(lines, args.card)
     _record_digests(args.name, pt, onnx, args.table)
     summary = {t: round(v["accuracy"], 4) for t, v in val.items()}
     print(json.dumps({"weights": str(pt), "val": summary, "test": m["test"]["accuracy"]}))

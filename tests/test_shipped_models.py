@@ -23,6 +23,18 @@ SAMPLE_SIZE = 1000
 DEFAULT_MIN_ACCURACY = 0.64
 #: The same for the FER+ model on the first 1,000 majority-labelled PrivateTest faces (86.8 %).
 FERPLUS_MIN_ACCURACY = 0.83
+#: The fast model (issue 19), distilled from the default one, on the same sample without TTA:
+#: the default's floor until its released weights' score there is measured (set it a few points
+#: below that score when it ships).
+FAST_MIN_ACCURACY = 0.64
+
+#: Each shipped model's labels and the test-time augmentation it runs by default: ten-crop for
+#: the accurate models, none for the fast one (one crop per face is what makes it fast).
+EXPECTED = {
+    "default": (FER2013_LABELS, "ten_crop"),
+    "ferplus": (FERPLUS_LABELS, "ten_crop"),
+    "fast": (FER2013_LABELS, "none"),
+}
 
 
 def _shipped(name: str):
@@ -49,15 +61,14 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
-@pytest.mark.parametrize(
-    ("name", "labels"), [("default", FER2013_LABELS), ("ferplus", FERPLUS_LABELS)]
-)
-def test_shipped_model_loads_offline_with_its_metadata(name, labels, no_network):
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_shipped_model_loads_offline_with_its_metadata(name, no_network):
     if name not in shipped_models():
         pytest.skip(f"no shipped {name} model in this install (ferlab/weights/{name}.pt)")
     model = ferlab.load_model(name, device="cpu")
+    labels, tta = EXPECTED[name]
     assert model.labels == labels
-    assert model.tta == "ten_crop"
+    assert model.tta == tta
     assert model.input_size[1:] in ((48, 48), (44, 44))
     meta = model.meta
     assert meta["metrics"]["val"]["accuracy"] > 0.5
@@ -69,7 +80,7 @@ def test_shipped_model_loads_offline_with_its_metadata(name, labels, no_network)
     assert path.with_suffix(".onnx").stat().st_size <= 10_000_000
 
 
-@pytest.mark.parametrize("name", ["default", "ferplus"])
+@pytest.mark.parametrize("name", list(EXPECTED))
 def test_shipped_onnx_twin_matches_pytorch(name, fer_faces):
     pytest.importorskip("onnxruntime")
     torch_model = _shipped(name)
@@ -88,16 +99,20 @@ def test_default_outputs(default_model):
     assert default_model.predict(faces) == [FER2013_LABELS[i] for i in probs.argmax(1)]
 
 
-def test_default_accuracy_on_real_private_test_faces(default_model, fer2013_csv, fer2013_cache_dir):
+@pytest.mark.parametrize(
+    ("name", "floor"), [("default", DEFAULT_MIN_ACCURACY), ("fast", FAST_MIN_ACCURACY)]
+)
+def test_fer2013_accuracy_on_real_private_test_faces(name, floor, fer2013_csv, fer2013_cache_dir):
     from ferlab.data import load_dataset
 
+    model = _shipped(name)
     data = load_dataset(fer2013_csv, cache_dir=fer2013_cache_dir, progress=False)
     test = np.flatnonzero(data.split.numpy() == 2)[:SAMPLE_SIZE]
     faces = data.images.numpy()[test]
     truth = data.labels.numpy()[test]
-    pred = default_model.predict_proba(faces).argmax(1)
+    pred = model.predict_proba(faces).argmax(1)
     accuracy = float((pred == truth).mean())
-    assert accuracy >= DEFAULT_MIN_ACCURACY, f"{accuracy:.3f} on {len(test)} PrivateTest faces"
+    assert accuracy >= floor, f"{name}: {accuracy:.3f} on {len(test)} PrivateTest faces"
 
 
 def test_ferplus_accuracy_on_real_private_test_faces(

@@ -67,3 +67,47 @@ def test_release_ships_weights_onnx_twin_and_card(tiny_model, tmp_path):
     assert text.count("| val (PublicTest) |") == 3  # one row per test-time augmentation
     assert "**test (PrivateTest)**" in text
     assert (tmp_path / "docs" / "img" / "models" / "default_confusion_test.png").is_file()
+
+
+def test_release_as_a_new_shipped_name_adds_its_table_entry(tiny_model, tmp_path):
+    """``fast`` is not shipped until its run is released: the release writes its table entry,
+    and the card says what it was distilled from."""
+    csv = write_synthetic_csv(tmp_path / "fer.csv")
+    teacher = train(
+        recipe_from_dict(
+            {
+                "model": {"name": tiny_model},
+                "data": {"path": str(csv), "crop": 44, "cache_dir": str(tmp_path / "cache")},
+                "train": {"epochs": 1, "batch_size": 32},
+                "eval": {"plots": False},
+            }
+        ),
+        out_dir=tmp_path / "teacher",
+    ).out_dir
+    student = recipe_from_dict(
+        {
+            "model": {"name": tiny_model},
+            "data": {"path": str(csv), "crop": 44, "cache_dir": str(tmp_path / "cache")},
+            "distill": {"teacher": str(teacher / "best.pt"), "weight": 0.6, "tta": "flip"},
+            "train": {"epochs": 1, "batch_size": 32},
+            "eval": {"plots": False},
+        }
+    )
+    run = train(student, out_dir=tmp_path / "run").out_dir
+    card = tmp_path / "models.md"
+    card.write_text("# Models\n")
+    weights, table = tmp_path / "weights", tmp_path / "shipped.py"
+    table.write_text(Path(shipped_module.__file__).read_text())
+    argv = [str(run), "fast", "--weights-dir", str(weights), "--card", str(card)]
+    _script().main([*argv, "--table", str(table)])
+
+    namespace: dict = {}
+    exec(compile(table.read_text(), str(table), "exec"), namespace)
+    recorded = namespace["SHIPPED"]
+    assert list(recorded) == [*shipped_module.SHIPPED, "fast"]
+    assert recorded["fast"].pt_sha256 == shipped_module.file_sha256(weights / "fast.pt")
+    assert recorded["fast"].onnx_sha256 == shipped_module.file_sha256(weights / "fast.onnx")
+    assert recorded["default"].digests() == shipped_module.SHIPPED["default"].digests()
+    text = card.read_text()
+    assert "## Measured: `fast`" in text and "Distilled from `best.pt`" in text
+    assert "flip probabilities" in text and "make 0.6 of each target" in text
