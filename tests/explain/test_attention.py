@@ -23,7 +23,7 @@ from tests.explain.conftest import small_model
 
 STN_MODELS = ("deep_emotion", "deep_emotion_msa", "vggface_stn", "vggface_stn_msa")
 MSA_MODELS = ("deep_emotion_msa", "vggface_stn_msa")
-SE_MODELS = ("chahed_cnn_se", "ferlab_net")
+SE_MODELS = ("chahed_cnn_se", "ferlab_fast", "ferlab_net")
 FACIAL_MODELS = ("facial_attention_m1", "facial_attention_m2", "facial_attention_m3")
 
 
