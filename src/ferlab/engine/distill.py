@@ -143,7 +143,8 @@ def teacher_probabilities(
     entry = _entry(folder, sha, tta, precision, images_sha)
     hit = _load(entry, images_sha, len(images))
     if hit is not None:
-        return hit
+        # The same file may sit elsewhere now (another checkout): record where it is.
+        return TeacherProbs(hit.probs, {**hit.meta, "teacher": str(path.resolve())})
     probs = _run_teacher(path, images, tta, precision, progress)
     meta = {
         "version": TEACHER_CACHE_VERSION,
