@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
 from ferlab.data.dataset import FER2013_CLASSES, FERPLUS_CLASSES, FERData
+from ferlab.engine.recipe import Recipe
 from ferlab.models._registry import _REGISTRY, register_model
 
 TINY = "engine_test_tiny"
@@ -129,3 +131,19 @@ def trained_checkpoint(
         raw["data"] = {"crop": crop}
     train(recipe_from_dict(raw), data=synthetic_data(n), out_dir=out_dir)
     return out_dir / "best.pt"
+
+
+def train_killed_at_step_14(recipe: Recipe, data: FERData, out_dir: Path) -> None:
+    """Train until step 14, then stop the way a killed process would: no checkpoint at exit."""
+
+    class Killed(Exception):
+        pass
+
+    def kill(info):
+        if info.step == 14:
+            raise Killed
+
+    from ferlab.engine import train
+
+    with pytest.raises(Killed):
+        train(recipe, data=data, out_dir=out_dir, callbacks=[kill])

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 import torch
-from engine_helpers import synthetic_data, trained_checkpoint
+from engine_helpers import synthetic_data, train_killed_at_step_14, trained_checkpoint
 
 from ferlab.engine import distill, load_checkpoint, read_checkpoint, recipe_from_dict, train
 from ferlab.engine.evaluate import predict_proba
@@ -135,15 +135,7 @@ def test_student_trains_on_teacher_targets_and_resumes_without_the_teacher(
     wc = read_checkpoint(c.out_dir / "last.pt")["state_dict"]
     assert any(not torch.equal(wa[k], wc[k]) for k in wa)
 
-    class Killed(Exception):
-        pass
-
-    def kill(step_info):
-        if step_info.step == 14:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(recipe, data=data, out_dir=tmp_path / "b", callbacks=[kill])
+    train_killed_at_step_14(recipe, data, tmp_path / "b")
     # The teacher file is gone: the resumed run takes the cached probabilities it recorded.
     shutil.rmtree(teacher.parent)
     b = train(None, data=data, out_dir=tmp_path / "b", resume=True)

@@ -6,12 +6,11 @@ import json
 import os
 import signal
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
-from engine_helpers import synthetic_data
+from engine_helpers import synthetic_data, train_killed_at_step_14
 
 from ferlab.data.dataset import FERData
 from ferlab.engine import checkpoint as checkpoint_mod
@@ -46,20 +45,6 @@ def _recipe(model: str, **train_kw) -> Recipe:
 
 def _same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def _train_killed_at_step_14(recipe: Recipe, data: FERData, out_dir: Path) -> None:
-    """Train until step 14, then stop the way a killed process would: no checkpoint at exit."""
-
-    class Killed(Exception):
-        pass
-
-    def kill(info):
-        if info.step == 14:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(recipe, data=data, out_dir=out_dir, callbacks=[kill])
 
 
 def test_run_folder_contents_and_checkpoint_reload(tiny_model, tmp_path):
@@ -99,7 +84,7 @@ def test_resume_after_kill_gives_identical_weights(tiny_model, tmp_path):
     recipe = _recipe(tiny_model, epochs=3, ema=0.9, checkpoint_every_steps=4)
     a = train(recipe, data=data, out_dir=tmp_path / "a")
     # Epoch 2 runs steps 10-18; the last checkpoint was at step 12.
-    _train_killed_at_step_14(recipe, data, tmp_path / "b")
+    train_killed_at_step_14(recipe, data, tmp_path / "b")
     saved = read_checkpoint(tmp_path / "b" / "last.pt")
     assert saved["step"] == 12 and saved["train_state"]["step_in_epoch"] == 3
     b = train(None, data=data, out_dir=tmp_path / "b", resume=True)
@@ -121,7 +106,7 @@ def test_last_checkpoint_alone_resumes_a_moved_run(tiny_model, tmp_path):
     recipe = _recipe(tiny_model, epochs=3, ema=0.9, checkpoint_every_steps=4)
     a = train(recipe, data=data, out_dir=tmp_path / "a")
     # Killed after epoch 1's best.pt and the step-12 last.pt.
-    _train_killed_at_step_14(recipe, data, tmp_path / "b")
+    train_killed_at_step_14(recipe, data, tmp_path / "b")
     moved = tmp_path / "moved"
     moved.mkdir()
     os.replace(tmp_path / "b" / "last.pt", moved / "last.pt")
@@ -361,7 +346,7 @@ def test_robust_default_pieces_train_and_resume_identically(tiny_model, tmp_path
     )
     a = train(recipe, data=data, out_dir=tmp_path / "a")
     assert a.metrics["label_mode"] == "fer2013-ferplus" and a.metrics["val"]["accuracy"] > 0.2
-    _train_killed_at_step_14(recipe, data, tmp_path / "b")
+    train_killed_at_step_14(recipe, data, tmp_path / "b")
     b = train(None, data=data, out_dir=tmp_path / "b", resume=True)
     last_a = read_checkpoint(a.out_dir / "last.pt")
     last_b = read_checkpoint(b.out_dir / "last.pt")
