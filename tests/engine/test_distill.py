@@ -10,6 +10,7 @@ from engine_helpers import synthetic_data, train_killed_at_step_14, trained_chec
 
 from ferlab.engine import distill, load_checkpoint, read_checkpoint, recipe_from_dict, train
 from ferlab.engine.evaluate import predict_proba
+from ferlab.engine.trainer import cpu_has_native_bf16
 from ferlab.errors import DataError
 from ferlab.inference.shipped import file_sha256
 
@@ -49,19 +50,19 @@ def test_targets_mix_the_label_with_the_softened_teacher():
 def test_teacher_probabilities_are_its_own_predictions_cached_by_digest(
     teacher, tmp_path, monkeypatch
 ):
-    images = _train_images()
+    images, cache = _train_images(), tmp_path / "cache"
+    precision = "bf16" if cpu_has_native_bf16() else "fp32"
     got = distill.teacher_probabilities(
-        str(teacher), images, _classes(), tta="flip", cache_dir=tmp_path / "cache"
+        str(teacher), images, _classes(), tta="flip", cache_dir=cache, precision=precision
     )
     model, meta = load_checkpoint(teacher)
-    precision = distill.teacher_precision()
     want = predict_proba(model, images, meta["preprocess"], tta="flip", bf16=precision == "bf16")
     assert got.probs.shape == (len(images), 7)
     torch.testing.assert_close(got.probs, want, atol=1e-6, rtol=0)
     sha = file_sha256(teacher)
     assert got.meta["teacher_sha256"] == sha and got.meta["tta"] == "flip"
     assert got.meta["precision"] == precision and got.meta["n"] == len(images)
-    cached = list((tmp_path / "cache" / "teacher").glob("*.npz"))
+    cached = list((cache / "teacher").glob("*.npz"))
     assert [p.name for p in cached] == [
         f"teacher-v{distill.TEACHER_CACHE_VERSION}-{sha[:16]}-flip-{precision}-"
         f"{got.meta['images_sha256'][:16]}.npz"
@@ -72,18 +73,18 @@ def test_teacher_probabilities_are_its_own_predictions_cached_by_digest(
 
     monkeypatch.setattr(distill, "_run_teacher", no_teacher_run)
     again = distill.teacher_probabilities(
-        str(teacher), images, _classes(), tta="flip", cache_dir=tmp_path / "cache"
+        str(teacher), images, _classes(), tta="flip", cache_dir=cache, precision=precision
     )
     assert torch.equal(again.probs, got.probs)
     # Other images, or a damaged entry, are computed afresh.
     with pytest.raises(AssertionError, match="the teacher ran"):
         distill.teacher_probabilities(
-            str(teacher), images[:10], _classes(), tta="flip", cache_dir=tmp_path / "cache"
+            str(teacher), images[:10], _classes(), tta="flip", cache_dir=cache, precision=precision
         )
     cached[0].write_bytes(b"not a zip")
     with pytest.raises(AssertionError, match="the teacher ran"):
         distill.teacher_probabilities(
-            str(teacher), images, _classes(), tta="flip", cache_dir=tmp_path / "cache"
+            str(teacher), images, _classes(), tta="flip", cache_dir=cache, precision=precision
         )
 
 

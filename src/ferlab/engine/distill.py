@@ -3,8 +3,10 @@
 Hinton et al. ("Distilling the knowledge in a neural network", 2015) train a small network on a
 large one's softened output distribution mixed with the true labels. On a CPU the cheap form is
 *offline*: the teacher runs once over every training image (with its own test-time augmentation,
-ten-crop for the shipped ``default``; under bf16 autocast on CPUs with native bf16, see
-:func:`teacher_precision`), its probabilities are cached, and the student trains on
+ten-crop for the shipped ``default``; the trainer runs it under bf16 autocast on CPUs with
+native bf16, 3.3x faster for ferlab_net on one thread of the AVX-512 BF16 machine, where the
+default model's accuracy moves by at most 0.06 point, docs/models.md), its probabilities are
+cached, and the student trains on
 them like any other soft targets: the trainer's ``crossentropy`` target scheme
 (:mod:`ferlab.engine.losses`), so mixup, label smoothing and class balancing apply to them as to
 the FER+ votes. What a step costs is then the student's alone. The price is that the teacher
@@ -24,8 +26,8 @@ validation and test images keep their labels, so model selection and the final t
 touched by the teacher. The cache lives in the data cache folder (``teacher/`` inside
 :func:`~ferlab.data.cache.default_cache_dir` or ``data.cache_dir``), never in the repository:
 one ``.npz`` per teacher file, TTA, precision and set of images, named by the teacher's SHA-256,
-the TTA, the precision and a digest of the images, and written whole or not at all. An absent or unreadable entry is
-computed again.
+the TTA, the precision and a digest of the images, and written whole or not at all. An absent
+or unreadable entry is computed again.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ __all__ = [
     "TEACHER_CACHE_VERSION",
     "TeacherProbs",
     "distill_targets",
-    "teacher_precision",
     "teacher_probabilities",
 ]
 
@@ -89,6 +90,7 @@ def teacher_probabilities(
     *,
     tta: str | None = None,
     cache_dir: str | Path | None = None,
+    precision: str = "fp32",
     expect: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> TeacherProbs:
@@ -101,6 +103,8 @@ def teacher_probabilities(
         classes: the student's classes; the teacher must have the same ones, in that order.
         tta: the teacher's test-time augmentation; ``None`` uses the one it ships with.
         cache_dir: the data cache folder (default :func:`~ferlab.data.cache.default_cache_dir`).
+        precision: the teacher's arithmetic, ``fp32`` or ``bf16`` (autocast; the softmax stays
+            in float32).
         expect: a resumed run's recorded ``meta`` (teacher digest, TTA, precision): its cached
             probabilities are used, and a different teacher file is an error rather than a
             silent change of targets.
@@ -139,7 +143,6 @@ def teacher_probabilities(
             path=path,
         )
     tta = tta or str(ckpt.get("tta", "none"))
-    precision = teacher_precision()
     entry = _entry(folder, sha, tta, precision, images_sha)
     hit = _load(entry, images_sha, len(images))
     if hit is not None:
@@ -164,15 +167,6 @@ def _sha256(path: Path) -> str:
     from ferlab.inference.shipped import file_sha256
 
     return file_sha256(path)
-
-
-def teacher_precision() -> str:
-    """``bf16`` on CPUs with native bf16 (3.3x faster for ferlab_net on one thread of the
-    AVX-512 BF16 machine; the default model's accuracy moves by at most 0.06 point under it,
-    docs/models.md), else ``fp32``."""
-    from ferlab.engine.trainer import cpu_has_native_bf16
-
-    return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
 def _entry(folder: Path, sha: str, tta: str, precision: str, images_sha: str) -> Path:

@@ -512,6 +512,7 @@ class _Trainer:
             self.classes,
             tta=d.tta,
             cache_dir=self.r.data.cache_dir,
+            precision="bf16" if cpu_has_native_bf16() else "fp32",
             expect=before,
             progress=self.show_progress and self.is_main,
         )
