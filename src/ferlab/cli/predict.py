@@ -103,6 +103,45 @@ SmoothingOption = Annotated[
     ),
 ]
 
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="NAME",
+        help="local (this process) or ray (Ray Data actors on this machine or a cluster; "
+        'pip install "ferlab[ray]"; docs/scale.md).',
+    ),
+]
+AddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--address",
+        metavar="ADDR",
+        help="With --engine ray: the Ray cluster to join (default: $RAY_ADDRESS, else a local "
+        "Ray on this machine).",
+    ),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        metavar="N",
+        min=1,
+        help="With --engine ray: actors, one CPU each (default: every CPU of the local Ray or "
+        "the cluster).",
+    ),
+]
+ChunkFramesOption = Annotated[
+    int,
+    typer.Option(
+        "--chunk-frames",
+        metavar="N",
+        min=1,
+        help="With --engine ray: videos are split into ranges of N frames across workers; "
+        "tracks start afresh in each range (docs/scale.md).",
+    ),
+]
+
 _out = CliConsole()
 _err = CliConsole(stderr=True)
 
@@ -205,20 +244,40 @@ def predict(
             "(videos as OUTDIR/<name>.mp4).",
         ),
     ] = None,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="DIR",
+            help="With --engine ray: write the rows as a Parquet dataset into DIR; rerunning "
+            "with the same DIR skips the inputs already there.",
+        ),
+    ] = None,
+    chunk_frames: ChunkFramesOption = 3000,
 ) -> None:
     """Recognise the emotion of every face in photos, folders and videos."""
     from ferlab.recognize.io import read_boxes
 
-    given = read_boxes(boxes) if boxes is not None else None
-    rec = build_recognizer(
-        model, detector, device, runtime, tta, min_face, detect_size, faces=faces
-    )
-    sink = _AnnotationSink(annotate) if annotate is not None else None
-    try:
-        results = _recognize_all(rec, paths, json_out, sink, given)
-    finally:
-        if sink is not None:
-            sink.close()
+    _check_engine(engine, address, workers, out, annotate=annotate, boxes=boxes)
+    if engine == "ray":
+        settings = {"model": model, "detector": detector, "device": device, "runtime": runtime}
+        settings |= {"tta": tta, "min_face": min_face, "detect_size": detect_size, "faces": faces}
+        job = {"address": address, "workers": workers, "out": out, "chunk_frames": chunk_frames}
+        results = _recognize_ray(paths, json_out, job, settings)
+    else:
+        given = read_boxes(boxes) if boxes is not None else None
+        rec = build_recognizer(
+            model, detector, device, runtime, tta, min_face, detect_size, faces=faces
+        )
+        sink = _AnnotationSink(annotate) if annotate is not None else None
+        try:
+            results = _recognize_all(rec, paths, json_out, sink, given)
+        finally:
+            if sink is not None:
+                sink.close()
     if csv is not None:
         results.to_csv(csv, every_frame=True)
     if not json_out:
@@ -244,14 +303,63 @@ def _recognize_all(
     results = Results(rec.labels)
     for path in paths:
         frames = rec.iter_frames(path, errors="collect", progress=not json_out, boxes=boxes)
-        for fr in frames:
-            results.add(fr)
-            if fr.error is not None:
-                _report_error(fr)
-            elif sink is not None:
-                sink.write(fr, path)
-            if json_out:
-                _print_json(fr.to_dict())
+        _report(frames, results, json_out, sink, path)
+    return results
+
+
+def _report(
+    frames: Any,
+    results: Results,
+    json_out: bool,
+    sink: _AnnotationSink | _VideoSink | None = None,
+    path: Path | None = None,
+) -> None:
+    """Add each frame to ``results``: its error on stderr, its image to ``sink``, its JSON."""
+    for fr in frames:
+        results.add(fr)
+        if fr.error is not None:
+            _report_error(fr)
+        elif sink is not None:
+            sink.write(fr, path)
+        if json_out:
+            _print_json(fr.to_dict())
+
+
+def _check_engine(
+    engine: str, address: str | None, workers: int | None, out: Path | None, **local: Any
+) -> None:
+    """The engine's name, and no option of the other engine (a one-line error otherwise)."""
+    from ferlab.batch import ENGINES
+    from ferlab.cli.options import check_choice
+    from ferlab.errors import FerlabError
+
+    check_choice(engine, ENGINES, "--engine")
+    if engine == "ray":
+        given = [name for name, value in local.items() if value is not None]
+        if given:
+            raise FerlabError(
+                f"--{given[0]} is for the local engine; leave it out with --engine ray"
+            )
+    elif address is not None or workers is not None or out is not None:
+        option = (
+            "--address" if address is not None else "--workers" if workers is not None else "--out"
+        )
+        raise FerlabError(f"{option} is for the ray engine: add --engine ray")
+
+
+def _recognize_ray(
+    paths: list[Path], json_out: bool, job: dict[str, Any], settings: dict[str, Any]
+) -> Results:
+    """Every input run on Ray Data (ferlab.batch), reported as the local engine reports."""
+    from ferlab import batch
+    from ferlab.recognize import Results
+    from ferlab.recognize.results import frames_of
+
+    df = batch.predict(paths, engine="ray", progress=not json_out, **job, **settings)
+    columns = list(df.columns)
+    labels = tuple(columns[columns.index("roll") + 1 : columns.index("label")])
+    results = Results(labels)
+    _report(frames_of(df, labels), results, json_out)
     return results
 
 
@@ -405,25 +513,37 @@ def video(
     smoothing: SmoothingOption = 0.5,
     min_face: MinFaceOption = 48,
     detect_size: DetectSizeOption = 640,
+    engine: EngineOption = "local",
+    address: AddressOption = None,
+    workers: WorkersOption = None,
+    chunk_frames: ChunkFramesOption = 3000,
 ) -> None:
     """Track faces through a video and recognise their emotions over time."""
-    rec = build_recognizer(
-        model,
-        detector,
-        device,
-        runtime,
-        tta,
-        min_face,
-        detect_size,
-        smoothing=smoothing,
-        every_n=every,
-    )
-    sink = _VideoSink(out, every) if out is not None else None
-    try:
-        results = _recognize_all(rec, [path], json_out, sink)
-    finally:
-        if sink is not None:
-            sink.close()
+    _check_engine(engine, address, workers, None, out=out)
+    if engine == "ray":
+        settings = {"model": model, "detector": detector, "device": device, "runtime": runtime}
+        settings |= {"tta": tta, "min_face": min_face, "detect_size": detect_size}
+        settings |= {"smoothing": smoothing, "every_n": every}
+        job = {"address": address, "workers": workers, "chunk_frames": chunk_frames}
+        results = _recognize_ray([path], json_out, job, settings)
+    else:
+        rec = build_recognizer(
+            model,
+            detector,
+            device,
+            runtime,
+            tta,
+            min_face,
+            detect_size,
+            smoothing=smoothing,
+            every_n=every,
+        )
+        sink = _VideoSink(out, every) if out is not None else None
+        try:
+            results = _recognize_all(rec, [path], json_out, sink)
+        finally:
+            if sink is not None:
+                sink.close()
     if csv is not None:
         results.to_csv(csv, every_frame=True)
     if timeline is not None and not results.errors:

@@ -35,6 +35,7 @@ def load_model(
     tta: str | None = None,
     runtime: str = "auto",
     precision: str = "fp32",
+    threads: int | None = None,
 ) -> EmotionModel:
     """Load a shipped model by name (``"default"``, ``"ferplus"``), a checkpoint or an export.
 
@@ -46,6 +47,7 @@ def load_model(
     from the ``.onnx`` file of the same name beside the checkpoint (every shipped model has
     one), else from an export made in memory; ``auto`` (default) is ``torch`` when PyTorch is
     installed and ``onnx`` otherwise. ``.onnx`` files always run with ONNX Runtime.
+    ``threads`` sets ONNX Runtime's intra-op threads (default: one per physical core).
     """
     if runtime not in RUNTIMES:
         raise UnknownNameError("runtime", runtime, list(RUNTIMES))
@@ -74,7 +76,7 @@ def load_model(
         from ferlab.inference.onnx_backend import load_onnx
 
         if path.suffix.lower() == ".onnx" or twin.is_file():
-            return load_onnx(twin, device=device, tta=tta, name=name)
+            return load_onnx(twin, device=device, tta=tta, name=name, threads=threads)
         if not torch_installed():
             raise FerlabError(
                 f"'{key}' is a PyTorch checkpoint with no .onnx export beside it, and running "
@@ -84,7 +86,9 @@ def load_model(
         from ferlab.inference.torch_backend import export_in_memory
 
         verify_weights(path)
-        loaded = load_onnx(export_in_memory(path), device=device, tta=tta, name=name)
+        loaded = load_onnx(
+            export_in_memory(path), device=device, tta=tta, name=name, threads=threads
+        )
         loaded.meta["path"] = str(path)
         return loaded
     dev = torch_device(device)

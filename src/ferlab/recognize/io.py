@@ -37,6 +37,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "array_to_bgr",
     "decode_image",
+    "folder_images",
     "list_images",
     "load_image",
 ]
@@ -54,6 +55,19 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """:func:`list_images` of a folder given as a source; a :class:`DataError` naming it when it
+    holds none."""
+    files = list_images(folder)
+    if not files:
+        raise DataError(
+            "no images in this folder (JPEG, PNG, BMP, WebP or TIFF, searched recursively; "
+            "videos are read when named)",
+            path=folder,
+        )
+    return files
 
 
 def load_image(path: str | Path) -> np.ndarray:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -37,7 +38,7 @@ from ferlab.inference import EmotionModel, load_model, resolve_tta
 from ferlab.recognize.align import crop_faces, whole_face
 from ferlab.recognize.detect import Detection, FaceDetector, create_detector, iou
 from ferlab.recognize.draw import annotate
-from ferlab.recognize.io import VIDEO_EXTENSIONS, array_to_bgr, list_images, load_image
+from ferlab.recognize.io import VIDEO_EXTENSIONS, array_to_bgr, folder_images, load_image
 from ferlab.recognize.results import FIXED_COLUMNS, Face, FrameResult, Results
 from ferlab.recognize.track import IoUTracker
 from ferlab.recognize.video import (
@@ -54,10 +55,13 @@ __all__ = [
     "FACE_MODES",
     "Box",
     "EmotionClassifier",
+    "FaceFinder",
+    "Found",
     "Recognizer",
     "Source",
     "check_boxes",
     "load_classifier",
+    "progress_bar",
 ]
 
 #: Largest side (pixels) of an image that ``faces="auto"`` takes as one face crop when the
@@ -90,14 +94,19 @@ class EmotionClassifier(Protocol):
 
 
 def load_classifier(
-    name: str, device: str = "auto", runtime: str = "auto", tta: str | None = None
+    name: str,
+    device: str = "auto",
+    runtime: str = "auto",
+    tta: str | None = None,
+    threads: int | None = None,
 ) -> EmotionClassifier:
     """Load a classifier by model name, checkpoint or ``.onnx`` path with ``ferlab.load_model``.
 
     ``runtime``: ``torch``, ``onnx`` (ONNX Runtime) or ``auto`` (see ``ferlab.load_model``);
-    ``tta``: the test-time augmentation (``None``: the model's own).
+    ``tta``: the test-time augmentation (``None``: the model's own); ``threads``: ONNX
+    Runtime's intra-op threads.
     """
-    return load_model(name, device=device, runtime=runtime, tta=tta)
+    return load_model(name, device=device, runtime=runtime, tta=tta, threads=threads)
 
 
 def check_boxes(boxes: Any, shape: tuple[int, ...], where: str = "boxes") -> list[Box]:
@@ -120,6 +129,49 @@ def check_boxes(boxes: Any, shape: tuple[int, ...], where: str = "boxes") -> lis
             )
         out.append((x, y, w, h))
     return out
+
+
+@dataclass(frozen=True)
+class Found:
+    """The faces of one image before classification: detections, aligned crops, rolls."""
+
+    detections: list[Detection]
+    crops: np.ndarray
+    """uint8 N×48×48, framed like FER2013."""
+    rolls: list[float | None]
+
+
+@dataclass(frozen=True)
+class FaceFinder:
+    """Where the faces of an image are, cropped and aligned: the half of recognition that
+    needs no classifier (detection or given boxes, the ``faces`` mode, alignment)."""
+
+    detector: FaceDetector
+    faces: str = "auto"
+    align: bool = True
+
+    def find(self, gray: np.ndarray, boxes: Sequence[Box] | None = None) -> Found:
+        """The faces of a still grayscale image: the given ``boxes``, else as ``faces`` says."""
+        if boxes is not None:
+            given = [Detection(b, None, "given") for b in check_boxes(boxes, gray.shape)]
+            return self.crop(gray, given)
+        if self.faces == "whole":
+            return self.whole(gray)
+        detections = self.detector.detect(gray)
+        if not detections and self.faces == "auto" and max(gray.shape) <= CROP_MAX:
+            return self.whole(gray)
+        return self.crop(gray, detections)
+
+    def crop(self, gray: np.ndarray, detections: list[Detection]) -> Found:
+        """The aligned crops of the given detections."""
+        crops, rolls = crop_faces(gray, [d.box for d in detections], self.align)
+        return Found(detections, crops, rolls)
+
+    @staticmethod
+    def whole(gray: np.ndarray) -> Found:
+        """The whole image as one face (a face crop already framed like FER2013)."""
+        box = (0, 0, gray.shape[1], gray.shape[0])
+        return Found([Detection(box, None, "whole")], whole_face(gray)[None], [None])
 
 
 class Recognizer:
@@ -215,9 +267,16 @@ class Recognizer:
             f"labels={self.labels})"
         )
 
+    @property
+    def finder(self) -> FaceFinder:
+        """Detection and alignment with this recognizer's settings (its ``detector``)."""
+        return FaceFinder(self.detector, self.faces, self.align)
+
     # ------------------------------------------------------------------ one frame
 
-    def _classify(self, crops: np.ndarray, stream: bool = False) -> np.ndarray:
+    def classify(self, crops: np.ndarray, stream: bool = False) -> np.ndarray:
+        """Probabilities N×C of uint8 face crops N×48×48, checked (one finite row per face);
+        ``stream`` uses the classifier of tracked video and camera frames."""
         classifier = self.stream_classifier if stream else self.classifier
         probs = np.asarray(classifier.predict_proba(crops), dtype=np.float32)
         if probs.shape != (len(crops), len(self.labels)) or not np.isfinite(probs).all():
@@ -247,48 +306,52 @@ class Recognizer:
         mode decides (see the module docstring).
         """
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        photo = boxes is None and tracker is None  # a still image the detector searches
-        if photo and self.faces == "whole":
-            return self._whole(gray, source)
-        detections = None
+        if tracker is None:
+            found = self.finder.find(gray, boxes)
+        else:
+            found = self.finder.crop(gray, self._detect_tracked(gray, tracker, full_scan, boxes))
+        if not found.detections:
+            if tracker is not None:
+                tracker.update([], np.zeros((0, len(self.labels)), np.float32), frame)
+            return []
+        probs = self.classify(found.crops, stream=tracker is not None)
+        return self.describe(
+            found, probs, source=source, frame=frame, time_s=time_s, tracker=tracker
+        )
+
+    def _detect_tracked(
+        self,
+        gray: np.ndarray,
+        tracker: IoUTracker,
+        full_scan: bool,
+        boxes: Sequence[Box] | None,
+    ) -> list[Detection]:
+        """A video frame's detections: given boxes, the tracked faces' neighbourhoods, or the
+        whole frame."""
         if boxes is not None:
-            detections = [Detection(b, None, "given") for b in check_boxes(boxes, gray.shape)]
-        elif tracker is not None and not full_scan:
+            return [Detection(b, None, "given") for b in check_boxes(boxes, gray.shape)]
+        if not full_scan:
             tracked = tracker.live_boxes()
             detections = self.detector.detect_near(gray, tracked)
             # A tracked face not found near its last position (turned, occluded, or just a miss
             # of the small search): scan the whole frame rather than drop it from this frame.
-            if any(all(iou(t, d.box) < 0.3 for d in detections) for t in tracked):
-                detections = None
-        if detections is None:
-            detections = self.detector.detect(gray)
-        if not detections and photo and self.faces == "auto" and max(gray.shape) <= CROP_MAX:
-            return self._whole(gray, source)
-        if not detections:
-            if tracker is not None:
-                tracker.update([], np.zeros((0, len(self.labels)), np.float32), frame)
-            return []
-        crops, rolls = crop_faces(gray, [d.box for d in detections], self.align)
-        return self._faces(crops, rolls, detections, source, frame, time_s, tracker)
+            if all(any(iou(t, d.box) >= 0.3 for d in detections) for t in tracked):
+                return detections
+        return self.detector.detect(gray)
 
-    def _whole(self, gray: np.ndarray, source: str) -> list[Face]:
-        """The whole image as one face (a face crop already framed like FER2013)."""
-        detections = [Detection((0, 0, gray.shape[1], gray.shape[0]), None, "whole")]
-        crops, rolls = whole_face(gray)[None], [None]
-        return self._faces(crops, rolls, detections, source, 0, 0.0, None)
-
-    def _faces(
+    def describe(
         self,
-        crops: np.ndarray,
-        rolls: list[float | None],
-        detections: list[Detection],
+        found: Found,
+        probs: np.ndarray,
+        *,
         source: str,
-        frame: int,
-        time_s: float,
-        tracker: IoUTracker | None,
+        frame: int = 0,
+        time_s: float = 0.0,
+        tracker: IoUTracker | None = None,
     ) -> list[Face]:
-        """Classify the crops and describe each face (tracked and smoothed with a tracker)."""
-        probs = self._classify(crops, stream=tracker is not None)
+        """One :class:`Face` per found face, given its probabilities (from :meth:`classify`);
+        with a tracker, tracked and smoothed."""
+        detections = found.detections
         if tracker is not None:
             tracks = tracker.update([d.box for d in detections], probs, frame)
             ids = [t.id for t in tracks]
@@ -296,7 +359,7 @@ class Recognizer:
         else:
             ids = list(range(len(detections)))
         faces = []
-        for det, roll, face_id, p in zip(detections, rolls, ids, probs, strict=True):
+        for det, roll, face_id, p in zip(detections, found.rolls, ids, probs, strict=True):
             scores = {label: float(v) for label, v in zip(self.labels, p, strict=True)}
             faces.append(
                 Face(
@@ -392,33 +455,33 @@ class Recognizer:
             return
         path = Path(source)
         if path.is_dir():
-            files = list_images(path)
-            if not files:
-                raise DataError(
-                    "no images in this folder (JPEG, PNG, BMP, WebP or TIFF, searched "
-                    "recursively; videos are read when named)",
-                    path=path,
-                )
-            with _progress(f"images in {path.name}", len(files), progress) as advance:
+            files = folder_images(path)
+            with progress_bar(f"images in {path.name}", len(files), progress) as advance:
                 for file in files:
                     yield from self.iter_frames(file, errors=errors, boxes=boxes)
                     advance()
         elif path.suffix.lower() in VIDEO_EXTENSIONS:
             if boxes is not None:
                 raise DataError("face boxes are for images; videos are searched", path=path)
-            yield from self._iter_video(path, every, progress, max_frames)
+            yield from self.iter_video(
+                path, every_n=every, progress=progress, max_frames=max_frames
+            )
         else:
             image = load_image(path)
             faces = self.process_frame(image, source=str(path), boxes=_boxes_of(boxes, str(path)))
             yield FrameResult(str(path), 0, 0.0, image, faces)
 
     def _track(
-        self, frames: Iterable[tuple[int, float, np.ndarray]], source: str, fps: float | None
+        self,
+        frames: Iterable[tuple[int, float, np.ndarray]],
+        source: str,
+        fps: float | None,
+        first_id: int = 0,
     ) -> Iterator[FrameResult]:
         """Process ``(index, seconds, frame)`` items as one video: one tracker throughout, the
         whole frame scanned every ``full_scan_every`` processed frames (and whenever no face is
         tracked), only the tracked faces' neighbourhoods in between."""
-        tracker = IoUTracker(alpha=self.smoothing, max_age=self.max_age)
+        tracker = IoUTracker(alpha=self.smoothing, max_age=self.max_age, first_id=first_id)
         for processed, (index, seconds, frame) in enumerate(frames):
             full = processed % self.full_scan_every == 0 or not tracker.tracks
             faces = self.process_frame(
@@ -445,19 +508,37 @@ class Recognizer:
         )
         return self._track(items, source, fps)
 
-    def _iter_video(
-        self, path: Path, every: int, progress: bool, max_frames: int | None
+    def iter_video(
+        self,
+        path: str | Path,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        every_n: int | None = None,
+        first_id: int = 0,
+        progress: bool = False,
+        max_frames: int | None = None,
     ) -> Iterator[FrameResult]:
+        """The processed frames of one video file, tracked, from frame ``start`` up to ``stop``
+        (exclusive; the end by default).
+
+        A range is tracked on its own (see docs/scale.md): its tracks start afresh, with ids
+        from ``first_id``, and frames are processed where ``index % every_n == 0``, as in a
+        run over the whole video.
+        """
+        path = Path(path)
+        every = self.every_n if every_n is None else every_n
         cap, fps, count = open_video(path)
         processed = 0
+        total = max(0, (stop if stop is not None else count) - start) or None
         try:
-            with _progress(f"frames of {path.name}", count or None, progress) as advance:
-                frames = islice(read_frames(cap, fps, every), max_frames)
-                for fr in self._track(frames, str(path), fps):
+            with progress_bar(f"frames of {path.name}", total, progress) as advance:
+                frames = islice(read_frames(cap, fps, every, start, stop), max_frames)
+                for fr in self._track(frames, str(path), fps, first_id):
                     yield fr
                     advance(every)
                     processed += 1
-            if processed == 0:
+            if processed == 0 and start == 0:
                 raise DataError("cannot open video (no frame could be decoded)", path=path)
         finally:
             cap.release()
@@ -593,7 +674,7 @@ def _source_name(source: Any) -> str:
 
 
 @contextmanager
-def _progress(description: str, total: int | None, enabled: bool) -> Iterator[Any]:
+def progress_bar(description: str, total: int | None, enabled: bool) -> Iterator[Any]:
     """Yield ``advance(n=1)``: a rich bar on stderr (so JSON on stdout stays clean), or a no-op."""
     if not enabled:
         yield lambda n=1: None

@@ -22,7 +22,7 @@ from ferlab.errors import DataError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FIXED_COLUMNS", "Face", "FrameResult", "Results"]
+__all__ = ["FIXED_COLUMNS", "Face", "FrameResult", "Results", "frames_of"]
 
 #: Columns of :meth:`Results.to_dataframe` before the per-emotion probabilities and the label.
 FIXED_COLUMNS = ("source", "frame", "time", "face_id", "x", "y", "w", "h", "score", "roll")
@@ -168,12 +168,36 @@ class Results:
                 "label": f.label,
             }
 
-    def to_dataframe(self) -> pd.DataFrame:
+    def to_dataframe(self, *, every_frame: bool = False) -> pd.DataFrame:
         """One row per face per frame: source, frame, time, face_id, x, y, w, h, score, roll,
-        one probability column per emotion, label."""
+        one probability column per emotion, label.
+
+        With ``every_frame``, frames and images without a face get a row too (face columns
+        empty) and an ``error`` column says why a source could not be read: every input is in
+        the table, as ``ferlab predict --json`` lists them.
+        """
         import pandas as pd
 
-        return pd.DataFrame(list(self.rows()), columns=self.columns)
+        df = pd.DataFrame(list(self.rows()), columns=self.columns)
+        if not every_frame:
+            return df
+        if not self.empty_frames:
+            return df.assign(error=None)
+        empty = pd.DataFrame(self.empty_frames, columns=["source", "frame", "time", "error"])
+        df = pd.concat([df if len(df) else None, empty], ignore_index=True)
+        df = df.reindex(columns=[*self.columns, "error"])
+        # Back into reading order (stable: a frame's faces keep theirs), integers kept.
+        rank = df["source"].map({source: i for i, source in enumerate(self.sources)})
+        df = df.iloc[np.lexsort((df["frame"], rank))].reset_index(drop=True)
+        return df.astype({c: "Int64" for c in ("frame", "face_id", "x", "y", "w", "h")})
+
+    @classmethod
+    def from_dataframe(cls, df: pd.DataFrame, labels: tuple[str, ...]) -> Results:
+        """The results whose :meth:`to_dataframe` with ``every_frame`` is ``df``."""
+        results = cls(labels)
+        for frame in frames_of(df, labels):
+            results.add(frame)
+        return results
 
     def to_jsonl(self, path: str | Path | None = None) -> str:
         """One JSON object per face (:meth:`Face.to_dict`), also written to ``path`` if given."""
@@ -183,25 +207,9 @@ class Results:
         return text
 
     def to_csv(self, path: str | Path, *, every_frame: bool = False) -> None:
-        """Write :meth:`to_dataframe` as CSV (no index column).
-
-        With ``every_frame``, frames and images without a face get a row too (face columns
-        empty) and an ``error`` column says why a source could not be read: every input is in
-        the file, as ``ferlab predict --json`` lists them.
-        """
+        """Write :meth:`to_dataframe` as CSV (no index column); ``every_frame`` as there."""
         path = Path(path)
-        df = self.to_dataframe()
-        if every_frame and self.empty_frames:
-            import pandas as pd
-
-            empty = pd.DataFrame(self.empty_frames, columns=["source", "frame", "time", "error"])
-            df = pd.concat([df, empty], ignore_index=True)
-            # Back into reading order (stable: a frame's faces keep theirs), integers kept.
-            rank = df["source"].map({source: i for i, source in enumerate(self.sources)})
-            df = df.iloc[np.lexsort((df["frame"], rank))]
-            df = df.astype({c: "Int64" for c in ("frame", "face_id", "x", "y", "w", "h")})
-        elif every_frame:
-            df = df.assign(error=None)
+        df = self.to_dataframe(every_frame=every_frame)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             df.to_csv(path, index=False)
@@ -276,6 +284,50 @@ class Results:
         finally:
             plt.close(fig)
         return path
+
+
+def frames_of(df: pd.DataFrame, labels: tuple[str, ...]) -> Iterator[FrameResult]:
+    """The frames of a table of :meth:`Results.to_dataframe` with ``every_frame`` (rows in
+    reading order; a row without ``label`` is a frame without a face, or an unreadable source
+    when its ``error`` is set), without their images."""
+    frame: FrameResult | None = None
+    for row in df.to_dict("records"):
+        key = (row["source"], int(row["frame"]))
+        if frame is None or (frame.source, frame.frame) != key or frame.error is not None:
+            if frame is not None:
+                yield frame
+            frame = FrameResult(*key, float(row["time"]), None, error=_text(row.get("error")))
+        if _text(row["label"]) is None:
+            continue
+        frame.faces.append(
+            Face(
+                source=key[0],
+                frame=key[1],
+                time=float(row["time"]),
+                face_id=int(row["face_id"]),
+                box=(int(row["x"]), int(row["y"]), int(row["w"]), int(row["h"])),
+                score=_number(row["score"]),
+                roll=_number(row["roll"]),
+                scores={label: float(row[label]) for label in labels},
+                label=str(row["label"]),
+            )
+        )
+    if frame is not None:
+        yield frame
+
+
+def _number(value: Any) -> float | None:
+    """A float cell of a results table; ``None`` for a missing one (NaN, NA or None)."""
+    import pandas as pd
+
+    return None if pd.isna(value) else float(value)
+
+
+def _text(value: Any) -> str | None:
+    """A text cell of a results table; ``None`` for a missing one (NaN, NA or None)."""
+    import pandas as pd
+
+    return None if pd.isna(value) else str(value)
 
 
 def _write_text(path: Path, text: str) -> None:

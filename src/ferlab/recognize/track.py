@@ -49,9 +49,12 @@ class IoUTracker:
         iou_threshold: least overlap between a track's last box and a detection to match them.
         max_age: processed frames a track survives without a match.
         alpha: smoothing weight of the newest observation, in (0, 1].
+        first_id: id of the first track (later ones count up from it).
     """
 
-    def __init__(self, iou_threshold: float = 0.3, max_age: int = 10, alpha: float = 0.5) -> None:
+    def __init__(
+        self, iou_threshold: float = 0.3, max_age: int = 10, alpha: float = 0.5, first_id: int = 0
+    ) -> None:
         if not 0.0 < alpha <= 1.0:
             raise FerlabError(f"smoothing alpha must be in (0, 1], got {alpha}")
         if not 0.0 < iou_threshold < 1.0:
@@ -62,7 +65,7 @@ class IoUTracker:
         self.max_age = max_age
         self.alpha = alpha
         self.tracks: list[Track] = []
-        self._next_id = 0
+        self._next_id = first_id
 
     def live_boxes(self) -> list[tuple[int, int, int, int]]:
         """Last boxes of the tracks still alive (where to look for their faces next)."""

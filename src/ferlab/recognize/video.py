@@ -66,12 +66,23 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float, int]:
 
 
 def read_frames(
-    cap: cv2.VideoCapture, fps: float, every_n: int = 1
+    cap: cv2.VideoCapture, fps: float, every_n: int = 1, start: int = 0, stop: int | None = None
 ) -> Iterator[tuple[int, float, np.ndarray]]:
-    """Yield ``(index, seconds, frame)`` for every ``every_n``-th frame of an opened video."""
+    """Yield ``(index, seconds, frame)`` for the frames of an opened video whose index is a
+    multiple of ``every_n``, from frame ``start`` up to ``stop`` (exclusive; the end by default).
+
+    ``start`` is reached by seeking when the backend lands exactly on it, else by reading from
+    the beginning (slower, same frames).
+    """
     index = 0
-    while True:
-        if index % every_n:
+    if start > 0:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        if int(cap.get(cv2.CAP_PROP_POS_FRAMES)) == start:
+            index = start
+        else:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+    while stop is None or index < stop:
+        if index < start or index % every_n:
             if not cap.grab():
                 return
         else:
