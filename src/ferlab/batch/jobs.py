@@ -25,11 +25,15 @@ from ferlab.errors import DataError, FerlabError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from ferlab.recognize import EmotionClassifier, Recognizer
 
 __all__ = [
     "ID_STRIDE",
+    "arrow_rows",
+    "import_pyarrow",
+    "row_schema",
     "Settings",
     "Unit",
     "chunked",
@@ -262,3 +266,32 @@ def tidy(df: pd.DataFrame) -> pd.DataFrame:
     types |= {c: "str" for c in ("source", "label", "error")}
     types |= {c: "float64" for c in df.columns if c not in types}
     return df.astype(types)
+
+
+def import_pyarrow() -> Any:
+    """``pyarrow`` (with Parquet), or a clear error saying how to install it."""
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401 (the submodule the output folder uses)
+    except ImportError:
+        raise FerlabError(
+            'Parquet output needs pyarrow, which this install lacks: pip install "ferlab[ray]"'
+        ) from None
+    return pyarrow
+
+
+def row_schema(labels: Sequence[str]) -> pa.Schema:
+    """The Arrow types of the rows (module docstring) of a classifier with ``labels``."""
+    pa = import_pyarrow()
+    ints = ("frame", "face_id", "x", "y", "w", "h")
+    fields = [("source", pa.string()), *((c, pa.int64()) for c in ints)]
+    fields += [(c, pa.float64()) for c in ("time", "score", "roll", *labels)]
+    fields += [(c, pa.string()) for c in ("label", "error", "unit")] + [("row", pa.int64())]
+    types = dict(fields)
+    order = ["source", "frame", "time", *ints[1:], "score", "roll", *labels, "label", "error"]
+    return pa.schema([(name, types[name]) for name in [*order, "unit", "row"]])
+
+
+def arrow_rows(rows: pd.DataFrame, labels: Sequence[str]) -> pa.Table:
+    """Rows as an Arrow table of :func:`row_schema` (one type per column in every chunk)."""
+    return import_pyarrow().Table.from_pandas(rows, schema=row_schema(labels), preserve_index=False)

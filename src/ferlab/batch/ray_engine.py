@@ -23,11 +23,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from ferlab.batch.jobs import Settings, Unit, run_chunk
+from ferlab.batch.jobs import Settings, Unit, arrow_rows, run_chunk
 from ferlab.errors import FerlabError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
     from ferlab.batch.store import Store
 
@@ -84,16 +85,16 @@ class ChunkWorker:
         self.rec = settings.recognizer()
         self.store = store
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        import pandas as pd
+    def __call__(self, batch: dict[str, Any]) -> pa.Table:
+        import pyarrow as pa
 
         out = []
         for payload in batch["chunk"]:
             rows = run_chunk(self.rec, [Unit(**u) for u in json.loads(payload)])
             if self.store is not None:
                 self.store.write(rows)
-            out.append(rows)
-        return pd.concat(out, ignore_index=True)
+            out.append(arrow_rows(rows, self.rec.labels))
+        return pa.concat_tables(out)
 
 
 def chunk_dataset(
@@ -107,7 +108,7 @@ def chunk_dataset(
         ChunkWorker,
         fn_constructor_kwargs={"settings": settings, "store": store},
         batch_size=1,
-        batch_format="pandas",
+        batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1,
     )
@@ -126,4 +127,5 @@ def run(
         return
     size = connect(address, workers)
     ds = chunk_dataset(chunks, settings, store, min(size, len(chunks)))
-    yield from ds.iter_batches(batch_size=None, batch_format="pandas")
+    for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+        yield table.to_pandas()

@@ -21,29 +21,16 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ferlab.errors import DataError, FerlabError
+from ferlab.batch.jobs import arrow_rows, import_pyarrow, row_schema
+from ferlab.errors import DataError
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-__all__ = ["Store", "import_pyarrow"]
+__all__ = ["Store"]
 
 _SETTINGS = "_ferlab.json"
-_INT_COLUMNS = ("frame", "face_id", "x", "y", "w", "h", "row")
-_FLOAT_COLUMNS = ("time", "score", "roll")
-
-
-def import_pyarrow() -> Any:
-    """``pyarrow``, or a clear error saying how to install it."""
-    try:
-        import pyarrow
-        import pyarrow.parquet  # noqa: F401 (the submodule is what Store uses)
-    except ImportError:
-        raise FerlabError(
-            'writing Parquet needs pyarrow, which this install lacks: pip install "ferlab[ray]"'
-        ) from None
-    return pyarrow
 
 
 class Store:
@@ -99,24 +86,14 @@ class Store:
         return keys
 
     def schema(self) -> pa.Schema:
-        pa = import_pyarrow()
-        fields = [("source", pa.string())]
-        fields += [(c, pa.int64()) for c in _INT_COLUMNS if c != "row"]
-        fields += [(c, pa.float64()) for c in _FLOAT_COLUMNS]
-        fields += [(label, pa.float64()) for label in self.labels]
-        fields += [("label", pa.string()), ("error", pa.string()), ("unit", pa.string())]
-        fields += [("row", pa.int64())]
-        order = ["source", "frame", "time", "face_id", "x", "y", "w", "h", "score", "roll"]
-        order += [*self.labels, "label", "error", "unit", "row"]
-        types = dict(fields)
-        return pa.schema([(name, types[name]) for name in order])
+        return row_schema(self.labels)
 
     def write(self, rows: pd.DataFrame) -> Path:
         """Write one chunk's rows as one file, atomically; returns its path."""
         pa = import_pyarrow()
         keys = "\n".join(dict.fromkeys(rows["unit"]))
         path = self.folder / f"part-{hashlib.sha256(keys.encode()).hexdigest()[:20]}.parquet"
-        table = pa.Table.from_pandas(rows, schema=self.schema(), preserve_index=False)
+        table = arrow_rows(rows, self.labels)
         sink = pa.BufferOutputStream()
         pa.parquet.write_table(table, sink)
         try:
@@ -127,14 +104,11 @@ class Store:
 
     def read(self) -> pd.DataFrame:
         """Every row written (unsorted), as pandas with nullable integers."""
-        import pandas as pd
 
-        pq = import_pyarrow().parquet
-        tables = [pq.read_table(path, schema=self.schema()) for path in self.files()]
-        if not tables:
-            return self.schema().empty_table().to_pandas()
-        df = pd.concat([t.to_pandas() for t in tables], ignore_index=True)
-        return df.astype({c: "Int64" for c in _INT_COLUMNS})
+        pa = import_pyarrow()
+        schema = self.schema()
+        tables = [pa.parquet.read_table(path, schema=schema) for path in self.files()]
+        return pa.concat_tables(tables or [schema.empty_table()]).to_pandas()
 
 
 def _replace(path: Path, data: bytes) -> None:
