@@ -261,11 +261,14 @@ def sort_rows(df: pd.DataFrame, units: Sequence[Unit] = ()) -> pd.DataFrame:
 
 def tidy(df: pd.DataFrame) -> pd.DataFrame:
     """A results table with one column type per column, whichever engine or file it came
-    from: nullable integers, floats, and strings (missing: NaN)."""
+    from: nullable integers, floats, and text as Python strings (missing: ``None``)."""
+    texts = ("source", "label", "error")
     types = {c: "Int64" for c in ("frame", "face_id", "x", "y", "w", "h")}
-    types |= {c: "str" for c in ("source", "label", "error")}
-    types |= {c: "float64" for c in df.columns if c not in types}
-    return df.astype(types)
+    types |= {c: "float64" for c in df.columns if c not in types and c not in texts}
+    df = df.astype(types)
+    for c in texts:
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
+    return df
 
 
 def import_pyarrow() -> Any:

@@ -63,6 +63,7 @@ def connect(address: str | None = None, workers: int | None = None) -> int:
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         try:
             if address:
+                _use_token()
                 ray.init(address=address, **quiet)
             else:
                 ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
@@ -76,6 +77,20 @@ def connect(address: str | None = None, workers: int | None = None) -> int:
     if workers is not None and workers > cpus:
         raise FerlabError(f"{workers} workers asked for, but the Ray cluster has {cpus} CPUs")
     return workers or max(cpus, 1)
+
+
+def _use_token() -> None:
+    """Send the cluster's authentication token when one is at hand: ``ray start --head``
+    enables token authentication and saves the token in ``~/.ray/auth_token``, but a process
+    joining by address sends it only in token mode. Ray's own switch for this is private, so
+    a Ray without it is left as it is (``RAY_AUTH_MODE=token`` does the same by hand)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 class ChunkWorker:
@@ -109,7 +124,9 @@ def chunk_dataset(
         fn_constructor_kwargs={"settings": settings, "store": store},
         batch_size=1,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=workers),
+        # One chunk at a time per actor: a chunk is seconds of work, so queueing more on an
+        # actor only leaves the others idle at the end of the job.
+        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
         num_cpus=1,
     )
 

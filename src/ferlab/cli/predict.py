@@ -109,7 +109,7 @@ EngineOption = Annotated[
         "--engine",
         metavar="NAME",
         help="local (this process) or ray (Ray Data actors on this machine or a cluster; "
-        'pip install "ferlab[ray]"; docs/scale.md).',
+        'pip install "ferlab\\[ray]"; docs/scale.md).',
     ),
 ]
 AddressOption = Annotated[
