@@ -76,7 +76,9 @@ def run_ray(folder: Path, cpus: int) -> tuple[float, float, list]:
     from ferlab import batch
 
     start = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(
+        "local", num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR"
+    )
     started = time.perf_counter() - start
     try:
         start = time.perf_counter()

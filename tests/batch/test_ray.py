@@ -26,6 +26,7 @@ ray = pytest.importorskip("ray", reason='the ray engine needs ray: pip install "
 def local_ray() -> Iterator[None]:
     """A local Ray with 2 CPUs whose workers can import this folder's helpers."""
     ray.init(
+        "local",
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,
@@ -102,7 +103,7 @@ def test_a_video_is_split_into_ranges_across_workers(tmp_path: Path) -> None:
     assert split["frame"].tolist() == whole["frame"].tolist()
     first = split["frame"] < 12
     pd.testing.assert_frame_equal(split[first], whole[first], check_exact=False, atol=1e-6)
-    assert set(split.loc[~first, "face_id"]) == {ID_STRIDE}
+    assert set(split.loc[~first, "face_id"].dropna()) == {ID_STRIDE}  # frames may lack a face
 
 
 def test_cli_video_rows_are_the_local_engines(tmp_path: Path, capsys) -> None:

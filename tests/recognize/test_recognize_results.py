@@ -115,7 +115,7 @@ def test_model_objects_are_duck_typed() -> None:
 def test_model_names_go_to_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def load_model(name: str, *, device: str, runtime: str, tta: str | None):
+    def load_model(name: str, *, device: str, runtime: str, tta: str | None, threads: None):
         calls.append((name, device, runtime, tta))
         return BrightnessClassifier()
 

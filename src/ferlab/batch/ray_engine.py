@@ -66,7 +66,9 @@ def connect(address: str | None = None, workers: int | None = None) -> int:
                 _use_token()
                 ray.init(address=address, **quiet)
             else:
-                ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False, **quiet)
+                # "local": a new Ray of its own, even where `ray start` runs a cluster here.
+                cpus = workers or os.cpu_count() or 1
+                ray.init("local", num_cpus=cpus, include_dashboard=False, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray"
             raise FerlabError(f"cannot start or join {where}: {exc}") from None

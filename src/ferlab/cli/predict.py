@@ -326,7 +326,7 @@ def _report(
 
 
 def _check_engine(
-    engine: str, address: str | None, workers: int | None, out: Path | None, **local: Any
+    engine: str, address: str | None, workers: int | None, parquet: Path | None, **local: Any
 ) -> None:
     """The engine's name, and no option of the other engine (a one-line error otherwise)."""
     from ferlab.batch import ENGINES
@@ -340,7 +340,7 @@ def _check_engine(
             raise FerlabError(
                 f"--{given[0]} is for the local engine; leave it out with --engine ray"
             )
-    elif address is not None or workers is not None or out is not None:
+    elif address is not None or workers is not None or parquet is not None:
         option = (
             "--address" if address is not None else "--workers" if workers is not None else "--out"
         )
