@@ -127,13 +127,15 @@ def test_video_ranges_track_afresh_with_their_own_ids(clip: Path) -> None:
     ).all()
 
 
-def test_bad_engine_options_are_one_line_errors(photos: Path, capsys) -> None:
+def test_bad_engine_options_are_one_line_errors(photos: Path, clip: Path, capsys) -> None:
     code, _, err = run(["predict", str(photos), "--engine", "spark"], capsys)
     assert code == 2 and "unknown --engine value 'spark'" in err
     code, _, err = run(["predict", str(photos), "--workers", "2"], capsys)
     assert code == 2 and "--workers is for the ray engine" in err
     code, _, err = run(["predict", str(photos), "--engine", "ray", "--annotate", "x"], capsys)
     assert code == 2 and "--annotate is for the local engine" in err
+    code, _, err = run(["video", str(clip), "--engine", "ray", "--sample-fps", "5"], capsys)
+    assert code == 2 and "--sample-fps is for the local engine" in err
     with pytest.raises(FerlabError, match="unknown engine"):
         batch.predict([photos], engine="spark")
 

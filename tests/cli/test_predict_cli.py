@@ -17,6 +17,7 @@ import pytest
 from cli_helpers import run
 
 import ferlab.recognize.recognizer as recognizer_module
+from ferlab.inference.runtimes import thread_count
 
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 BOX = (300, 150, 160, 160)
@@ -93,7 +94,7 @@ def test_predict_json_reports_every_input_and_goes_on_after_errors(
         ["predict", *(str(inputs[k]) for k in order), "--json", "--model", "test"], capsys
     )
     assert code == 1  # some inputs failed
-    assert test_model == [("test", "auto", "auto", None)]
+    assert test_model == [("test", "auto", "auto", None, thread_count())]
     lines = [json.loads(line) for line in out.splitlines()]
     assert [line["source"] for line in lines] == [str(inputs[k]) for k in order]
     missing, good, text, empty = lines
@@ -212,7 +213,7 @@ def test_video_summary_table(clip: Path, capsys: pytest.CaptureFixture, test_mod
     assert code == 0
     assert "1 face" in out and "dominant emotion" in out
     # Video defaults to one input per face; photos use the model's own augmentation.
-    assert test_model == [("test", "auto", "auto", None)]
+    assert test_model == [("test", "auto", "auto", None, thread_count())]
 
 
 def test_video_that_cannot_be_opened(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -284,3 +285,47 @@ def test_piped_tables_keep_long_paths_whole(tmp_path: Path, capsys, face) -> Non
     cv2.imwrite(str(photo), scene(face))
     code, out, _ = run(["predict", str(photo), "--model", "test"], capsys)
     assert code == 0 and str(photo) in out  # stdout is not a terminal: no wrapping at 80
+
+
+def test_predict_streams_the_csv_of_the_sequential_path(
+    inputs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import pandas as pd
+
+    from ferlab.recognize import Recognizer
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(6):
+        key = ("good", "empty", "text")[i % 3]
+        (folder / f"{i}{inputs[key].suffix}").write_bytes(inputs[key].read_bytes())
+    table = tmp_path / "streamed.csv"
+    argv = ["predict", str(folder), str(inputs["good"]), "--model", "test", "--json"]
+    code, out, _ = run([*argv, "--csv", str(table), "--threads", "3"], capsys)
+    assert code == 1  # the text files are unreadable
+    sequential = Recognizer(model=MeanClassifier(), threads=1)
+    want = sequential.run([folder, inputs["good"]], errors="collect")
+    assert [json.loads(line)["source"] for line in out.splitlines()] == want.sources
+    reference = tmp_path / "reference.csv"
+    want.to_csv(reference, every_frame=True)
+    pd.testing.assert_frame_equal(pd.read_csv(table), pd.read_csv(reference))
+
+
+def test_video_sample_fps_and_per_second_timeline(
+    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    per_second, plot = tmp_path / "seconds.csv", tmp_path / "t.png"
+    argv = ["video", str(clip), "--model", "test", "--sample-fps", "5", "--json"]
+    code, stdout, _ = run(
+        [*argv, "--timeline-csv", str(per_second), "--timeline", str(plot)], capsys
+    )
+    assert code == 0
+    frames = [json.loads(line) for line in stdout.splitlines()]
+    assert [f["frame"] for f in frames] == [0, 2, 4, 6, 8, 10]  # 10 fps video, 5 per second
+    rows = list(csv.DictReader(per_second.open()))
+    assert [r["second"] for r in rows] == ["0", "1"]
+    assert [r["frames"] for r in rows] == ["5", "1"]
+    assert all(r["label"] in LABELS for r in rows)
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run([*argv, "--every", "2"], capsys)
+    assert code == 2 and "--sample-fps or --every" in err

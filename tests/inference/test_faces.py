@@ -142,7 +142,7 @@ def test_min_face_and_detect_size_reach_the_detector(capsys, monkeypatch):
 
     seen = {}
 
-    def build(model, detector, device, runtime, tta, min_face, detect_size, **kwargs):
+    def build(model, detector, device, runtime, tta, min_face, detect_size, *more, **kwargs):
         seen.update(min_face=min_face, detect_size=detect_size)
         raise SystemExit(0)
 

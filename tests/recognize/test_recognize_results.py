@@ -115,11 +115,13 @@ def test_model_objects_are_duck_typed() -> None:
 def test_model_names_go_to_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def load_model(name: str, *, device: str, runtime: str, tta: str | None, threads: None):
+    def load_model(name: str, *, device: str, runtime: str, tta: str | None, threads: int | None):
         calls.append((name, device, runtime, tta))
+        assert threads == 2
         return BrightnessClassifier()
 
     monkeypatch.setattr(recognizer_module, "load_model", load_model)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
     recognizer = Recognizer(model="default", device="cpu")
     assert calls == [("default", "cpu", "auto", None)] and recognizer.labels == EMOTIONS
     Recognizer(model=Path("runs/best.pt"), runtime="onnx")
@@ -129,6 +131,12 @@ def test_model_names_go_to_load_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_settings_are_validated() -> None:
-    for kwargs in ({"every_n": 0}, {"smoothing": 1.5}, {"full_scan_every": 0}):
+    for kwargs in (
+        {"every_n": 0},
+        {"smoothing": 1.5},
+        {"full_scan_every": 0},
+        {"sample_fps": 0},
+        {"sample_fps": 5, "every_n": 2},
+    ):
         with pytest.raises(FerlabError):
             Recognizer(model=BrightnessClassifier(), **kwargs)

@@ -9,7 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from recognize_helpers import background, box_iou, paste, write_video
+from recognize_helpers import (
+    EMOTIONS,
+    BrightnessClassifier,
+    background,
+    box_iou,
+    paste,
+    write_video,
+)
 
 from ferlab.errors import DataError, FerlabError
 from ferlab.recognize import IoUTracker, LatestFrameGrabber, Recognizer
@@ -228,3 +235,58 @@ def test_track_in_memory_frames_keeps_the_id_through_a_short_occlusion(
     assert {f.face_id for fr in results for f in fr.faces} == {0}
     assert [fr.time for fr in results] == pytest.approx([i / 10 for i in range(14)])
     assert all(fr.source == "cam" and fr.fps == 10.0 for fr in results)
+
+
+def test_sample_fps_picks_the_frames_nearest_each_sample_time(
+    moving_face_video: Path, tmp_path: Path
+) -> None:
+    rec = Recognizer(model=BrightnessClassifier(), sample_fps=3.0)
+    out = tmp_path / "sampled.mp4"
+    results = rec(moving_face_video, video_out=out)
+    # 20 fps, 3 samples a second: frames nearest 0, 1/3, 2/3, 1, 4/3 s.
+    assert sorted({f.frame for f in results}) == [0, 7, 13, 20, 27]
+    assert [f.time for f in results] == pytest.approx([f.frame / FPS for f in results])
+    cap = cv2.VideoCapture(str(out))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(3.0, rel=0.01)
+    cap.release()
+    # Faster than the video: every frame, once.
+    every = Recognizer(model=BrightnessClassifier(), sample_fps=50.0)
+    assert sorted({f.frame for f in every(moving_face_video)}) == sorted(
+        {f.frame for f in Recognizer(model=BrightnessClassifier())(moving_face_video)}
+    )
+
+
+def test_per_second_timeline(moving_face_video: Path) -> None:
+    results = Recognizer(model=BrightnessClassifier(), sample_fps=10.0)(moving_face_video)
+    table = results.per_second()
+    assert list(table["second"]) == [0, 1]  # 30 frames at 20 fps: 1.5 s
+    assert list(table["frames"]) == [10, 5]
+    labels = list(EMOTIONS)
+    df = results.to_dataframe()
+    first = df[df["time"] < 1.0][labels].mean()
+    assert table.loc[0, labels].to_numpy(float) == pytest.approx(first.to_numpy(float))
+    assert table.loc[0, "label"] == first.idxmax()
+
+
+def test_prefetched_keeps_order_stops_early_and_passes_errors_on() -> None:
+    from ferlab.recognize.video import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+    made = []
+
+    def numbers():
+        for i in range(1000):
+            made.append(i)
+            yield i
+
+    items = prefetched(numbers(), depth=2)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()  # the producer stops within a few items of the consumer
+    assert len(made) <= 3 + 2 + 2
+
+    def broken():
+        yield 1
+        raise DataError("decoding failed", path="clip.mp4")
+
+    with pytest.raises(DataError, match="decoding failed"):
+        list(prefetched(broken()))

@@ -134,7 +134,7 @@ class Settings:
     """What a worker needs to build its recognizer (picklable; the model is loaded there).
 
     ``model`` is a model name or path, or a classifier object (see ``ferlab.recognize``);
-    ``threads`` caps ONNX Runtime's threads per worker (one worker per CPU).
+    ``threads`` caps the threads of a worker's runtime and OpenCV (one worker per CPU).
     """
 
     model: Any = "default"
@@ -166,6 +166,7 @@ class Settings:
             faces=self.faces,
             smoothing=self.smoothing,
             every_n=self.every_n,
+            threads=self.threads,
         )
 
     def record(self) -> dict[str, Any]:

@@ -42,7 +42,7 @@ def _load(spec: str, device: str) -> Any:
     from ferlab.models import create_model, list_models
 
     if spec in SHIPPED or Path(spec).exists():
-        return load_model(spec, device=device)
+        return load_model(spec, device=device, runtime="torch")
     if spec in list_models():
         _err.print(
             f"[yellow]warning:[/] '{escape(spec)}' is a zoo architecture with random weights; "

@@ -3,7 +3,12 @@
 * ``predict PATH...`` takes images, folders of images (recursively) and videos; with ``--json``
   it prints one JSON object per image (per frame for videos), otherwise a table.
 * ``video PATH`` tracks faces through a video: a per-face summary, or JSON lines per frame, and
-  optionally an annotated MP4, a CSV of every face in every frame and an emotion timeline plot.
+  optionally an annotated MP4, a CSV of every face in every frame, a per-second timeline CSV
+  and an emotion timeline plot; ``--sample-fps N`` analyses N frames per second of video time.
+
+Folders and lists of images are decoded and searched on several threads and their faces
+classified in batches (``--threads``); results stream as they come, in the order of the inputs
+(JSON lines on stdout, CSV rows into ``--csv``).
 * ``live`` reads a camera: an OpenCV window where the OpenCV build and a display allow it,
   JSON lines otherwise.
 
@@ -24,6 +29,7 @@ from ferlab.cli.console import CliConsole, escape
 
 if TYPE_CHECKING:
     from ferlab.recognize import FrameResult, Recognizer, Results
+    from ferlab.recognize.results import CsvStream
 
 _DETECTOR_HELP = (
     "Face detector: haar (OpenCV frontal cascade, fastest) or haar-profile (adds the profile "
@@ -48,7 +54,8 @@ RuntimeOption = Annotated[
         "--runtime",
         metavar="NAME",
         help="What runs the model: torch, onnx (ONNX Runtime; a checkpoint is exported on the "
-        "fly) or auto (torch when installed; .onnx files always run with ONNX Runtime).",
+        "fly) or auto (the fastest available within 0.1 point of fp32's accuracy: ONNX Runtime, "
+        "int8 for the shipped models; .onnx files always run with ONNX Runtime).",
     ),
 ]
 TtaOption = Annotated[
@@ -94,6 +101,16 @@ FramesOption = Annotated[
     typer.Option("--frames", metavar="N", min=1, help="Stop after N processed frames."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON lines instead of a table.")]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        metavar="N",
+        min=1,
+        help="CPU threads for the model and for reading images in parallel (default: "
+        "OMP_NUM_THREADS when set, else every core).",
+    ),
+]
 SmoothingOption = Annotated[
     float,
     typer.Option(
@@ -164,11 +181,15 @@ def build_recognizer(
     tta: str | None,
     min_face: int,
     detect_size: int,
+    threads: int | None = None,
     **kwargs: Any,
 ) -> Recognizer:
-    """The :class:`~ferlab.recognize.Recognizer` of the recognition commands' options."""
+    """The :class:`~ferlab.recognize.Recognizer` of the recognition commands' options; idle
+    threads of every runtime wait passively (the machine may be busy with other work)."""
+    from ferlab.cli.options import passive_openmp
     from ferlab.recognize import Recognizer
 
+    passive_openmp()
     return Recognizer(
         detector=detector,
         model=model,
@@ -177,6 +198,7 @@ def build_recognizer(
         tta=tta,
         min_face=min_face,
         detect_size=detect_size,
+        threads=threads,
         **kwargs,
     )
 
@@ -244,6 +266,7 @@ def predict(
             "(videos as OUTDIR/<name>.mp4).",
         ),
     ] = None,
+    threads: ThreadsOption = None,
     engine: EngineOption = "local",
     address: AddressOption = None,
     workers: WorkersOption = None,
@@ -265,21 +288,22 @@ def predict(
     if engine == "ray":
         settings = {"model": model, "detector": detector, "device": device, "runtime": runtime}
         settings |= {"tta": tta, "min_face": min_face, "detect_size": detect_size, "faces": faces}
+        settings |= {"threads": threads} if threads is not None else {}
         job = {"address": address, "workers": workers, "out": out, "chunk_frames": chunk_frames}
         results = _recognize_ray(paths, json_out, job, settings)
+        if csv is not None:
+            results.to_csv(csv, every_frame=True)
     else:
         given = read_boxes(boxes) if boxes is not None else None
         rec = build_recognizer(
-            model, detector, device, runtime, tta, min_face, detect_size, faces=faces
+            model, detector, device, runtime, tta, min_face, detect_size, threads, faces=faces
         )
         sink = _AnnotationSink(annotate) if annotate is not None else None
         try:
-            results = _recognize_all(rec, paths, json_out, sink, given)
+            results = _recognize_all(rec, paths, json_out, sink, given, csv)
         finally:
             if sink is not None:
                 sink.close()
-    if csv is not None:
-        results.to_csv(csv, every_frame=True)
     if not json_out:
         _print_table(results)
     if results.errors:
@@ -292,18 +316,29 @@ def _recognize_all(
     json_out: bool,
     sink: _AnnotationSink | _VideoSink | None,
     boxes: dict[str, list[tuple[int, int, int, int]]] | None = None,
+    csv: Path | None = None,
 ) -> Results:
-    """Every frame of every source into one :class:`Results`, reported as it arrives.
+    """Every frame of every source into one :class:`Results`, reported as it arrives (JSON
+    lines, CSV rows); consecutive image files go to the recognizer together, which reads them
+    on several threads.
 
     Unreadable sources are collected rather than raised, so one bad file neither hides the
     others' results nor ends the run with a traceback; the caller turns them into exit status 1.
     """
     from ferlab.recognize import Results
+    from ferlab.recognize.recognizer import image_runs
+    from ferlab.recognize.results import CsvStream
 
     results = Results(rec.labels)
-    for path in paths:
-        frames = rec.iter_frames(path, errors="collect", progress=not json_out, boxes=boxes)
-        _report(frames, results, json_out, sink, path)
+    stream = CsvStream(csv, rec.labels) if csv is not None else None
+    try:
+        for group in image_runs(paths):
+            frames = rec.iter_frames(group, errors="collect", progress=not json_out, boxes=boxes)
+            given = group if isinstance(group, Path) else None
+            _report(frames, results, json_out, sink, given, stream)
+    finally:
+        if stream is not None:
+            stream.close()
     return results
 
 
@@ -313,14 +348,18 @@ def _report(
     json_out: bool,
     sink: _AnnotationSink | _VideoSink | None = None,
     path: Path | None = None,
+    stream: CsvStream | None = None,
 ) -> None:
-    """Add each frame to ``results``: its error on stderr, its image to ``sink``, its JSON."""
+    """Add each frame to ``results`` (and to the CSV ``stream``): its error on stderr, its
+    image to ``sink``, its JSON."""
     for fr in frames:
         results.add(fr)
+        if stream is not None:
+            stream.add(fr)
         if fr.error is not None:
             _report_error(fr)
         elif sink is not None:
-            sink.write(fr, path)
+            sink.write(fr, path or Path(fr.source))
         if json_out:
             _print_json(fr.to_dict())
 
@@ -463,8 +502,8 @@ class _AnnotationSink:
 class _VideoSink:
     """Writes the processed frames of one video, with tracked face ids, to one MP4 file."""
 
-    def __init__(self, out: Path, every: int) -> None:
-        self.out, self.every = out, every
+    def __init__(self, out: Path, rec: Recognizer) -> None:
+        self.out, self.rec = out, rec
         self._writer: Any = None
 
     def write(self, fr: FrameResult, given: Path) -> None:
@@ -472,7 +511,7 @@ class _VideoSink:
         from ferlab.recognize.video import VideoWriter
 
         if self._writer is None:  # the frame rate is known from the first frame on
-            self._writer = VideoWriter(self.out, (fr.fps or 30.0) / self.every)
+            self._writer = VideoWriter(self.out, self.rec.output_fps(fr.fps))
         self._writer.write(annotate(fr.image, fr.faces, show_id=True))
 
     def close(self) -> None:
@@ -498,6 +537,25 @@ def video(
     every: Annotated[
         int, typer.Option("--every", metavar="N", min=1, help="Process every N-th frame.")
     ] = 1,
+    sample_fps: Annotated[
+        float | None,
+        typer.Option(
+            "--sample-fps",
+            metavar="N",
+            min=0.01,
+            help="Analyse N frames per second of video time (the others are skipped without "
+            "being converted); for long videos. Instead of --every.",
+        ),
+    ] = None,
+    timeline_csv: Annotated[
+        Path | None,
+        typer.Option(
+            "--timeline-csv",
+            metavar="FILE",
+            help="Write the per-second timeline: each face's mean emotion probabilities and "
+            "most probable emotion in every second of video.",
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object per processed frame.")
     ] = False,
@@ -513,19 +571,26 @@ def video(
     smoothing: SmoothingOption = 0.5,
     min_face: MinFaceOption = 48,
     detect_size: DetectSizeOption = 640,
+    threads: ThreadsOption = None,
     engine: EngineOption = "local",
     address: AddressOption = None,
     workers: WorkersOption = None,
     chunk_frames: ChunkFramesOption = 3000,
 ) -> None:
     """Track faces through a video and recognise their emotions over time."""
-    _check_engine(engine, address, workers, None, out=out)
+    if sample_fps is not None and every != 1:
+        _err.print("[bold red]error:[/] give --sample-fps or --every, not both")
+        raise typer.Exit(2)
+    _check_engine(engine, address, workers, None, out=out, **{"sample-fps": sample_fps})
     if engine == "ray":
         settings = {"model": model, "detector": detector, "device": device, "runtime": runtime}
         settings |= {"tta": tta, "min_face": min_face, "detect_size": detect_size}
         settings |= {"smoothing": smoothing, "every_n": every}
+        settings |= {"threads": threads} if threads is not None else {}
         job = {"address": address, "workers": workers, "chunk_frames": chunk_frames}
         results = _recognize_ray([path], json_out, job, settings)
+        if csv is not None:
+            results.to_csv(csv, every_frame=True)
     else:
         rec = build_recognizer(
             model,
@@ -535,23 +600,35 @@ def video(
             tta,
             min_face,
             detect_size,
+            threads,
             smoothing=smoothing,
             every_n=every,
+            sample_fps=sample_fps,
         )
-        sink = _VideoSink(out, every) if out is not None else None
+        sink = _VideoSink(out, rec) if out is not None else None
         try:
-            results = _recognize_all(rec, [path], json_out, sink)
+            results = _recognize_all(rec, [path], json_out, sink, csv=csv)
         finally:
             if sink is not None:
                 sink.close()
-    if csv is not None:
-        results.to_csv(csv, every_frame=True)
+    if timeline_csv is not None and not results.errors:
+        _write_timeline_csv(results, timeline_csv)
     if timeline is not None and not results.errors:
         results.plot_timeline(timeline)
     if not json_out and not results.errors:
         _print_summary(results, path)
     if results.errors:
         raise typer.Exit(1)
+
+
+def _write_timeline_csv(results: Any, path: Path) -> None:
+    from ferlab.errors import DataError
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        results.per_second().to_csv(path, index=False)
+    except OSError as exc:
+        raise DataError(f"cannot write CSV ({exc.strerror or exc})", path=path) from None
 
 
 def _print_summary(results: Any, path: Path) -> None:
@@ -590,12 +667,13 @@ def live(
     smoothing: SmoothingOption = 0.5,
     min_face: MinFaceOption = 48,
     detect_size: DetectSizeOption = 640,
+    threads: ThreadsOption = None,
 ) -> None:
     """Recognise emotions live from a camera (window, or JSON lines without a display)."""
     from ferlab.recognize import has_display
 
     rec = build_recognizer(
-        model, detector, device, runtime, tta, min_face, detect_size, smoothing=smoothing
+        model, detector, device, runtime, tta, min_face, detect_size, threads, smoothing=smoothing
     )
     show = not json_out and has_display()
     if not show and not json_out:

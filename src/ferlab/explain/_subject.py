@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -84,6 +85,8 @@ class Subject:
     def __init__(self, model: Any) -> None:
         from ferlab.inference import EmotionModel
 
+        if isinstance(model, EmotionModel) and model.runtime != "torch":
+            model = _torch_twin(model)
         if isinstance(model, EmotionModel):
             self.network: nn.Module = model.network
             self.labels: tuple[str, ...] | None = tuple(model.labels)
@@ -239,3 +242,26 @@ def _crop_stat(
     top = (frame_hw[0] - input_hw[0]) // 2
     left = (frame_hw[1] - input_hw[1]) // 2
     return value[top : top + input_hw[0], left : left + input_hw[1]]
+
+
+def _torch_twin(model: Any) -> Any:
+    """The PyTorch model behind an ``EmotionModel`` that ONNX Runtime runs (explanations need
+    the network's gradients and layers): a shipped model's ``.pt``, or the checkpoint it was
+    exported from in memory."""
+    from ferlab.inference import SHIPPED
+
+    source = model.name if model.name in SHIPPED else model.meta.get("path")
+    if not source or str(source).lower().endswith(".onnx"):
+        raise FerlabError(
+            "explanations need the PyTorch network: load the checkpoint (not its ONNX export) "
+            "with ferlab.load_model(..., runtime='torch')"
+        )
+    return _load_torch(str(source), model.device, model.tta)
+
+
+@lru_cache(maxsize=4)
+def _load_torch(source: str, device: str, tta: str) -> Any:
+    """Loaded once per model: a service explains many faces with the same network."""
+    from ferlab.inference import load_model
+
+    return load_model(source, runtime="torch", device=device, tta=tta)

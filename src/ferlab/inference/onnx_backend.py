@@ -9,6 +9,7 @@ and the softmax is averaged over the test-time views. Nothing here imports torch
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,10 @@ class OnnxBackend:
     :class:`~ferlab.inference.model.Backend`); ``network`` is the ``InferenceSession``."""
 
     runtime = "onnx"
-    precision = "fp32"
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, precision: str = "fp32") -> None:
         self.network = session
+        self.precision = precision
         self.device = "cuda" if session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         first = session.get_inputs()[0]
         self._input = first.name
@@ -94,6 +95,8 @@ def load_onnx(
     ``tta`` defaults to the one recorded in the file; ``threads`` sets ONNX Runtime's intra-op
     threads (default: its own choice, one per physical core); ``config`` adds session
     configuration entries (e.g. ``{"session.intra_op.allow_spinning": "0"}`` on a busy machine).
+    Idle threads wait without spinning when ``OMP_WAIT_POLICY=PASSIVE`` asks it of OpenMP too
+    (the ``ferlab`` commands set it), so that one policy holds for every library.
     """
     ort = import_onnxruntime()
     where = None if isinstance(model, bytes) else str(model)
@@ -107,6 +110,8 @@ def load_onnx(
     options = ort.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        config = {"session.intra_op.allow_spinning": "0", **(config or {})}
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
     providers = onnx_providers(ort, device)
@@ -129,4 +134,6 @@ def load_onnx(
         path=where,
         runtime="onnx",
     )
-    return EmotionModel(OnnxBackend(session), meta, tta=resolve_tta(tta, meta.get("tta")))
+    precision = "int8" if str(meta.get("quantization", "")).startswith("int8") else "fp32"
+    backend = OnnxBackend(session, precision)
+    return EmotionModel(backend, meta, tta=resolve_tta(tta, meta.get("tta")))

@@ -19,6 +19,7 @@ __all__ = [
     "SHIPPED",
     "ShippedModel",
     "file_sha256",
+    "int8_file",
     "model_file",
     "shipped_models",
     "verify_weights",
@@ -28,15 +29,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ShippedModel:
-    """One shipped model: its PyTorch checkpoint and ONNX twin, with their SHA-256 digests."""
+    """One shipped model: its PyTorch checkpoint and ONNX twin, with their SHA-256 digests, and
+    optionally a statically quantised int8 ONNX twin (``scripts/measure_runtimes.py``)."""
 
     pt: str
     pt_sha256: str
     onnx: str
     onnx_sha256: str
+    int8: str | None = None
+    int8_sha256: str | None = None
 
     def digests(self) -> dict[str, str]:
-        return {self.pt: self.pt_sha256, self.onnx: self.onnx_sha256}
+        files = {self.pt: self.pt_sha256, self.onnx: self.onnx_sha256}
+        if self.int8 is not None and self.int8_sha256 is not None:
+            files[self.int8] = self.int8_sha256
+        return files
 
 
 #: The shipped models by name. ``scripts/release_model.py`` writes the files and these digests.
@@ -46,12 +53,16 @@ SHIPPED: dict[str, ShippedModel] = {
         pt_sha256="a28567fcb6ad24aee736203f2c87f7552833f4fc91c8d39dfb151e69d13a0b6b",
         onnx="default.onnx",
         onnx_sha256="54d418bfe2337bdcacbda3ef525f4a68e6e04c532d6ea98c5f7a168cc9573afb",
+        int8="default.int8.onnx",
+        int8_sha256="4ddacdb09b7bccc5bac78aaa584a91261adfd83e8bce8540f12b55c0e6c52f30",
     ),
     "ferplus": ShippedModel(
         pt="ferplus.pt",
         pt_sha256="fc1ceacc4a3dbf545b178296e986a193f407d3e5266f6387a579bfc6a8cdf96d",
         onnx="ferplus.onnx",
         onnx_sha256="d0263da3e8ee21172ee86446de99964e4a285ad72ce8129ee6cfcad70dce5511",
+        int8="ferplus.int8.onnx",
+        int8_sha256="c560887b083b8c496feccd3f7fae70b1bb5c3e086b54df43aff2c974ec520a7c",
     ),
 }
 
@@ -105,6 +116,13 @@ def shipped_models() -> dict[str, Path]:
                 found[name] = path
                 break
     return found
+
+
+def int8_file(name: str) -> Path | None:
+    """Where a shipped model's int8 twin lies (``None`` for other names and models without
+    one; the file itself may be absent from a trimmed install)."""
+    model = SHIPPED.get(name)
+    return None if model is None or model.int8 is None else weights_dir() / model.int8
 
 
 def model_file(name_or_path: str | Path, *, onnx: bool = False) -> Path:

@@ -58,10 +58,15 @@ class TorchBackend:
         return torch.softmax(logits, 1).reshape(v, n, -1).mean(0).cpu().numpy()
 
 
-def load_torch(path: str | Path, device: str, precision: str = "fp32") -> tuple[TorchBackend, dict]:
-    """A checkpoint's network on ``device`` (a resolved PyTorch device) and its metadata."""
+def load_torch(
+    path: str | Path, device: str, precision: str = "fp32", *, threads: int | None = None
+) -> tuple[TorchBackend, dict]:
+    """A checkpoint's network on ``device`` (a resolved PyTorch device) and its metadata;
+    ``threads`` sets PyTorch's intra-op threads (process-wide, as PyTorch has them)."""
     from ferlab.engine.checkpoint import load_checkpoint
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     network, meta = load_checkpoint(path, device=device)
     network.to(memory_format=torch.channels_last)
     return TorchBackend(network, device, precision=precision), meta

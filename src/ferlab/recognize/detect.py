@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from functools import cache
 from typing import Protocol, runtime_checkable
 
 import cv2
@@ -114,18 +113,15 @@ def load_cascade(filename: str) -> cv2.CascadeClassifier:
     return cascade
 
 
-@cache
-def cascade(filename: str) -> cv2.CascadeClassifier:
-    """One of OpenCV's bundled Haar cascades, loaded once."""
-    return load_cascade(filename)
-
-
 _per_thread = threading.local()
+_FRONTAL = "haarcascade_frontalface_default.xml"
+_PROFILE = "haarcascade_profileface.xml"
 
 
 def thread_cascade(filename: str) -> cv2.CascadeClassifier:
-    """Like :func:`cascade`, but one instance per thread: for code that runs on any thread
-    (eye detection in alignment), because a cascade is not safe to run from two at once."""
+    """One of OpenCV's bundled Haar cascades, loaded once per thread: a cascade is not safe to
+    run from two threads at once, and detection and alignment run on any thread (folder
+    workers, the service's workers)."""
     loaded = _per_thread.__dict__.setdefault("cascades", {})
     if filename not in loaded:
         loaded[filename] = load_cascade(filename)
@@ -170,6 +166,8 @@ def nms(detections: list[Detection], iou_threshold: float = 0.3) -> list[Detecti
 class HaarDetector:
     """OpenCV Haar-cascade face detector with the tuned settings of the module docstring.
 
+    Safe to share between threads (``thread_safe``): each thread scans with its own cascades.
+
     Args:
         profile: also run the profile cascade on the image and on its mirror.
         scale_factor: image pyramid step of ``detectMultiScale``.
@@ -205,8 +203,11 @@ class HaarDetector:
         self.min_face = min_face
         self.detect_size = detect_size
         self.nms_iou = nms_iou
-        self._frontal = cascade("haarcascade_frontalface_default.xml")
-        self._profile = cascade("haarcascade_profileface.xml") if profile else None
+        self.thread_safe = True
+        # Loaded here so a missing cascade fails early; each thread scans with its own copy.
+        thread_cascade(_FRONTAL)
+        if profile:
+            thread_cascade(_PROFILE)
 
     def __repr__(self) -> str:
         return (
@@ -225,11 +226,12 @@ class HaarDetector:
             small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         else:
             small, scale = gray, 1.0
-        passes = [(self._frontal, small, "frontal")]
-        if self._profile is not None:
+        passes = [(thread_cascade(_FRONTAL), small, "frontal")]
+        if self.profile:
+            side = thread_cascade(_PROFILE)
             passes += [
-                (self._profile, small, "profile"),
-                (self._profile, np.ascontiguousarray(small[:, ::-1]), "profile-mirrored"),
+                (side, small, "profile"),
+                (side, np.ascontiguousarray(small[:, ::-1]), "profile-mirrored"),
             ]
         found: list[Detection] = []
         width = small.shape[1]

@@ -23,7 +23,10 @@ face, such as FER2013's 48×48 crops; ``"detect"`` keeps only what the detector 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -35,10 +38,17 @@ import numpy as np
 
 from ferlab.errors import DataError, FerlabError, UnknownNameError
 from ferlab.inference import EmotionModel, load_model, resolve_tta
+from ferlab.inference.runtimes import apply_threads, thread_count
 from ferlab.recognize.align import crop_faces, whole_face
 from ferlab.recognize.detect import Detection, FaceDetector, create_detector, iou
 from ferlab.recognize.draw import annotate
-from ferlab.recognize.io import VIDEO_EXTENSIONS, array_to_bgr, folder_images, load_image
+from ferlab.recognize.io import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    array_to_bgr,
+    folder_images,
+    load_image,
+)
 from ferlab.recognize.results import FIXED_COLUMNS, Face, FrameResult, Results
 from ferlab.recognize.track import IoUTracker
 from ferlab.recognize.video import (
@@ -47,6 +57,7 @@ from ferlab.recognize.video import (
     has_display,
     open_camera,
     open_video,
+    prefetched,
     read_frames,
 )
 
@@ -60,6 +71,7 @@ __all__ = [
     "Recognizer",
     "Source",
     "check_boxes",
+    "image_runs",
     "load_classifier",
     "progress_bar",
 ]
@@ -74,6 +86,10 @@ FACE_MODES = ("auto", "detect", "whole")
 
 #: A face box ``(x, y, w, h)`` in pixels.
 Box = tuple[int, int, int, int]
+
+#: Faces classified in one call when images are processed in parallel: large enough for the
+#: runtimes' batched speed, small enough that results keep streaming.
+BATCH_FACES = 256
 
 #: Frame rate written into annotated camera recordings: cameras give no rate, and processing
 #: with the newest-frame grabber runs at whatever speed the machine manages.
@@ -102,9 +118,9 @@ def load_classifier(
 ) -> EmotionClassifier:
     """Load a classifier by model name, checkpoint or ``.onnx`` path with ``ferlab.load_model``.
 
-    ``runtime``: ``torch``, ``onnx`` (ONNX Runtime) or ``auto`` (see ``ferlab.load_model``);
-    ``tta``: the test-time augmentation (``None``: the model's own); ``threads``: ONNX
-    Runtime's intra-op threads.
+    ``runtime``: ``torch``, ``onnx`` (ONNX Runtime) or ``auto`` (the fastest, see
+    ``ferlab.load_model``); ``tta``: the test-time augmentation (``None``: the model's own);
+    ``threads``: the runtime's intra-op threads.
     """
     return load_model(name, device=device, runtime=runtime, tta=tta, threads=threads)
 
@@ -187,7 +203,8 @@ class Recognizer:
             for classifier objects.
         runtime: what runs a model loaded by name: ``"torch"``, ``"onnx"`` (ONNX Runtime; a
             checkpoint is exported on the fly unless an ``.onnx`` file of the same name lies
-            beside it) or ``"auto"`` (PyTorch when installed); ignored for classifier objects.
+            beside it) or ``"auto"`` (the fastest available, see ``ferlab.load_model``); ignored
+            for classifier objects.
         tta: test-time augmentation of a model loaded by name: ``"none"``, ``"flip"`` or
             ``"ten_crop"`` (10 network inputs per face); ``None`` takes the one the model
             records (ten-crop for the shipped models) for photos and
@@ -201,10 +218,16 @@ class Recognizer:
         smoothing: weight α of the newest frame in the per-track moving average of
             probabilities (1 = no smoothing); videos and cameras only.
         every_n: process every n-th video frame.
+        sample_fps: process this many frames per second of video time instead (the frame
+            nearest each ``k / sample_fps`` s); the others are skipped without being converted.
         max_age: processed frames a track outlives its last detection.
         full_scan_every: in videos, scan the whole frame for new faces every this many
             processed frames; in between, only the neighbourhoods of tracked faces are searched,
             which is several times cheaper. 1 scans every frame.
+        threads: CPU threads (default: ``OMP_NUM_THREADS`` when set, else every core): the
+            model runtime's intra-op threads, and the threads that decode and search folders
+            and lists of images in parallel (OpenCV's own threads are then 1 per worker, so
+            the libraries share the cores instead of each taking all of them).
 
     Call it (or :meth:`run`) on a source; :meth:`live` streams a camera.
     """
@@ -225,14 +248,20 @@ class Recognizer:
         runtime: str = "auto",
         tta: str | None = None,
         faces: str = "auto",
+        threads: int | None = None,
+        sample_fps: float | None = None,
     ) -> None:
         if faces not in FACE_MODES:
             raise UnknownNameError("face mode", faces, list(FACE_MODES))
         stream_tta = resolve_tta(tta, stream=True)  # validates a chosen one before loading
         self.faces = faces
+        self.threads = thread_count(threads)
+        apply_threads(self.threads)
         self.detector = create_detector(detector, min_face=min_face, detect_size=detect_size)
         if isinstance(model, str | Path):
-            model = load_classifier(str(model), device=device, runtime=runtime, tta=tta)
+            model = load_classifier(
+                str(model), device=device, runtime=runtime, tta=tta, threads=self.threads
+            )
         if not isinstance(model, EmotionClassifier):
             raise FerlabError(
                 "model must be a model name, a checkpoint path or an object with .labels and "
@@ -254,6 +283,11 @@ class Recognizer:
             raise FerlabError(
                 f"every_n and full_scan_every must be >= 1, got {every_n} and {full_scan_every}"
             )
+        if sample_fps is not None and not (sample_fps > 0 and every_n == 1):
+            raise FerlabError(
+                f"sample_fps must be > 0 and every_n 1 with it, got {sample_fps} and {every_n}"
+            )
+        self.sample_fps = sample_fps
         IoUTracker(alpha=smoothing, max_age=max_age)  # validates the tracking settings early
         self.align = align
         self.smoothing = smoothing
@@ -331,11 +365,13 @@ class Recognizer:
         if boxes is not None:
             return [Detection(b, None, "given") for b in check_boxes(boxes, gray.shape)]
         if not full_scan:
-            tracked = tracker.live_boxes()
-            detections = self.detector.detect_near(gray, tracked)
-            # A tracked face not found near its last position (turned, occluded, or just a miss
-            # of the small search): scan the whole frame rather than drop it from this frame.
-            if all(any(iou(t, d.box) >= 0.3 for d in detections) for t in tracked):
+            detections = self.detector.detect_near(gray, tracker.live_boxes())
+            # A face seen in the last processed frame and not found near its position (turned,
+            # moved fast, or a miss of the small search): scan the whole frame rather than drop
+            # it. One already missing waits for the next scheduled scan: a face the detector
+            # keeps missing would otherwise cost a whole-frame scan on every frame.
+            seen = [t.box for t in tracker.tracks if t.misses == 0]
+            if all(any(iou(t, d.box) >= 0.3 for d in detections) for t in seen):
                 return detections
         return self.detector.detect(gray)
 
@@ -411,9 +447,13 @@ class Recognizer:
         if every < 1:
             raise FerlabError(f"every_n must be >= 1, got {every}")
         if isinstance(source, list | tuple):
-            for item in source:
+            for run in image_runs(source):
+                if isinstance(run, list):  # image files in a row: decoded and searched at once
+                    with progress_bar("images", len(run), progress and len(run) > 1) as advance:
+                        yield from self._iter_images(run, errors, boxes, advance)
+                    continue
                 yield from self.iter_frames(
-                    item,
+                    run,
                     color=color,
                     every_n=every,
                     errors=errors,
@@ -457,9 +497,7 @@ class Recognizer:
         if path.is_dir():
             files = folder_images(path)
             with progress_bar(f"images in {path.name}", len(files), progress) as advance:
-                for file in files:
-                    yield from self.iter_frames(file, errors=errors, boxes=boxes)
-                    advance()
+                yield from self._iter_images(files, errors, boxes, advance)
         elif path.suffix.lower() in VIDEO_EXTENSIONS:
             if boxes is not None:
                 raise DataError("face boxes are for images; videos are searched", path=path)
@@ -470,6 +508,92 @@ class Recognizer:
             image = load_image(path)
             faces = self.process_frame(image, source=str(path), boxes=_boxes_of(boxes, str(path)))
             yield FrameResult(str(path), 0, 0.0, image, faces)
+
+    def _image_workers(self) -> int:
+        """Threads that decode and search images at once: one per core (or ``threads``); one
+        for a detector that is not safe to share between threads."""
+        if not getattr(self.detector, "thread_safe", False):
+            return 1
+        return self.threads or os.cpu_count() or 1
+
+    def _iter_images(
+        self, files: list[Path], errors: str, boxes: Any, advance: Callable[..., None]
+    ) -> Iterator[FrameResult]:
+        """Image files in order: one at a time with one worker, else :meth:`_iter_parallel`."""
+        workers = self._image_workers()
+        if workers > 1 and len(files) > 1:
+            yield from self._iter_parallel(files, workers, errors, boxes, advance)
+            return
+        for file in files:
+            yield from self.iter_frames(file, errors=errors, boxes=boxes)
+            advance()
+
+    def _iter_parallel(
+        self,
+        files: list[Path],
+        workers: int,
+        errors: str,
+        boxes: Any,
+        advance: Callable[..., None],
+    ) -> Iterator[FrameResult]:
+        """Image files decoded and searched on ``workers`` threads (OpenCV releases the GIL),
+        their faces classified together, up to :data:`BATCH_FACES` per call; results come in
+        the files' order, as soon as the classifier is not waiting for more faces."""
+        finder = self.finder
+
+        def find(path: Path) -> tuple[np.ndarray, Found]:
+            image = load_image(path)
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            return image, finder.find(gray, _boxes_of(boxes, str(path)))
+
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="ferlab-images")
+        queue: deque[tuple[Path, Future]] = deque()
+        rest = iter(files)
+        found: list[tuple[Path, Any]] = []  # in order, waiting for the classifier
+        try:
+            with _opencv_threads(1):  # the workers are the parallelism
+                for path in islice(rest, 2 * workers):
+                    queue.append((path, pool.submit(find, path)))
+                faces = 0
+                while queue:
+                    path, future = queue.popleft()
+                    nxt = next(rest, None)
+                    if nxt is not None:
+                        queue.append((nxt, pool.submit(find, nxt)))
+                    try:
+                        found.append((path, future.result()))
+                        faces += len(found[-1][1][1].detections)
+                    except DataError as exc:
+                        found.append((path, exc))
+                    if faces >= BATCH_FACES or not queue or not queue[0][1].done():
+                        yield from self._classify_found(found, errors, advance)
+                        found, faces = [], 0
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _classify_found(
+        self, found: list[tuple[Path, Any]], errors: str, advance: Callable[..., None]
+    ) -> Iterator[FrameResult]:
+        """Classify the faces of several images in one call; their results in order."""
+        crops = [
+            item[1].crops
+            for _, item in found
+            if not isinstance(item, DataError) and item[1].detections
+        ]
+        probs = self.classify(np.concatenate(crops)) if crops else None
+        at = 0
+        for path, item in found:
+            if isinstance(item, DataError):
+                if errors == "raise":
+                    raise item
+                yield FrameResult(str(path), 0, 0.0, None, error=str(item))
+            else:
+                image, one = item
+                n = len(one.detections)
+                faces = self.describe(one, probs[at : at + n], source=str(path)) if n else []
+                at += n
+                yield FrameResult(str(path), 0, 0.0, image, faces)
+            advance()
 
     def _track(
         self,
@@ -523,24 +647,30 @@ class Recognizer:
         (exclusive; the end by default).
 
         A range is tracked on its own (see docs/scale.md): its tracks start afresh, with ids
-        from ``first_id``, and frames are processed where ``index % every_n == 0``, as in a
-        run over the whole video.
+        from ``first_id``, and frames are processed where ``index % every_n == 0`` (with the
+        recognizer's ``sample_fps``: the frames nearest each ``k / sample_fps`` s), as in a run
+        over the whole video. With more than one thread, the next frames are decoded while
+        earlier ones are analysed.
         """
         path = Path(path)
         every = self.every_n if every_n is None else every_n
         cap, fps, count = open_video(path)
-        processed = 0
+        processed, done = 0, start
         total = max(0, (stop if stop is not None else count) - start) or None
+        frames = read_frames(cap, fps, every, start, stop, self.sample_fps)
+        if (self.threads or os.cpu_count() or 1) > 1:
+            frames = prefetched(frames)  # decoding overlaps the analysis
         try:
             with progress_bar(f"frames of {path.name}", total, progress) as advance:
-                frames = islice(read_frames(cap, fps, every, start, stop), max_frames)
-                for fr in self._track(frames, str(path), fps, first_id):
+                for fr in self._track(islice(frames, max_frames), str(path), fps, first_id):
                     yield fr
-                    advance(every)
+                    advance(fr.frame + 1 - done)
+                    done = fr.frame + 1
                     processed += 1
             if processed == 0 and start == 0:
                 raise DataError("cannot open video (no frame could be decoded)", path=path)
         finally:
+            frames.close()  # the reading thread stops before the capture is released
             cap.release()
 
     def _iter_camera(
@@ -591,7 +721,7 @@ class Recognizer:
                 results.add(fr)
                 if video_out is not None and fr.image is not None:
                     if writer is None:
-                        writer = VideoWriter(video_out, (fr.fps or _CAMERA_FPS) / every)
+                        writer = VideoWriter(video_out, self.output_fps(fr.fps, every))
                     writer.write(annotate(fr.image, fr.faces, show_id=True))
         except KeyboardInterrupt:
             if not _is_camera(source):
@@ -603,6 +733,14 @@ class Recognizer:
         return results
 
     __call__ = run
+
+    def output_fps(self, fps: float | None, every_n: int | None = None) -> float:
+        """Frame rate of an annotated video of the processed frames of a ``fps`` source, so
+        that it plays at the original speed."""
+        fps = fps or _CAMERA_FPS
+        if self.sample_fps is not None:
+            return min(fps, self.sample_fps)
+        return fps / (self.every_n if every_n is None else every_n)
 
     def live(
         self,
@@ -648,6 +786,33 @@ def _boxes_of(boxes: Any, name: str) -> Sequence[Box] | None:
     if name in boxes:
         return boxes[name]
     return boxes.get(str(Path(name).resolve()), ())
+
+
+def image_runs(sources: Sequence[Any]) -> Iterator[Any]:
+    """The sources in order, with each run of image paths gathered into one list."""
+    run: list[Path] = []
+    for source in sources:
+        path = Path(source) if isinstance(source, str | Path) else None
+        if path is not None and path.suffix.lower() in IMAGE_EXTENSIONS and not path.is_dir():
+            run.append(path)
+            continue
+        if run:
+            yield run
+            run = []
+        yield source
+    if run:
+        yield run
+
+
+@contextmanager
+def _opencv_threads(n: int) -> Iterator[None]:
+    """OpenCV's own thread count set to ``n`` for a while (it is process-wide)."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def _is_camera(source: Any) -> bool:

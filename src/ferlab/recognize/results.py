@@ -22,7 +22,7 @@ from ferlab.errors import DataError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["FIXED_COLUMNS", "Face", "FrameResult", "Results", "frames_of"]
+__all__ = ["FIXED_COLUMNS", "CsvStream", "Face", "FrameResult", "Results", "frames_of"]
 
 #: Columns of :meth:`Results.to_dataframe` before the per-emotion probabilities and the label.
 FIXED_COLUMNS = ("source", "frame", "time", "face_id", "x", "y", "w", "h", "score", "roll")
@@ -239,17 +239,33 @@ class Results:
         out.insert(4, "dominant", out[labels].idxmax(axis=1))
         return out.reset_index()[[*columns, *labels]]
 
+    def per_second(self) -> pd.DataFrame:
+        """The emotion timeline per second of video: for each source, whole second (``second``
+        = 0 for 0 s up to 1 s) and face, the frames it was seen in, its mean probabilities and
+        the most probable emotion of those means (``label``)."""
+        import pandas as pd
+
+        df = self.to_dataframe()
+        labels = list(self.labels)
+        columns = ["source", "second", "face_id", "frames", *labels, "label"]
+        if df.empty:
+            return pd.DataFrame(columns=columns)
+        df["second"] = np.floor(df["time"].to_numpy()).astype(int)
+        grouped = df.groupby(["source", "second", "face_id"], sort=False)
+        out = grouped[labels].mean()
+        out.insert(0, "frames", grouped.size())
+        out["label"] = out[labels].idxmax(axis=1)
+        return out.reset_index()[columns]
+
     def plot_timeline(self, path: str | Path, source: str | None = None) -> Path:
         """Save a PNG with one panel per face: each emotion's probability against time.
 
         ``source`` picks one video when the results hold several (default: the first one with
         faces). Returns the path written.
         """
-        import matplotlib
+        from ferlab.plots import pyplot
 
-        matplotlib.use("Agg")  # files only; never needs a display
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         path = Path(path)
         df = self.to_dataframe()
         if source is not None:
@@ -284,6 +300,45 @@ class Results:
         finally:
             plt.close(fig)
         return path
+
+
+class CsvStream:
+    """The rows of :meth:`Results.to_csv` with ``every_frame`` written as frames arrive, so a
+    long run's CSV fills while it runs (and holds what was done if it is stopped)."""
+
+    def __init__(self, path: str | Path, labels: tuple[str, ...]) -> None:
+        import csv
+
+        self.path = Path(path)
+        self.columns = [*Results(labels).columns, "error"]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise DataError(f"cannot write CSV ({exc.strerror or exc})", path=path) from None
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(self.columns)
+
+    def add(self, frame: FrameResult) -> None:
+        """Write the frame's faces, or one row with empty face columns when it has none."""
+        one = Results(tuple(self.columns[len(FIXED_COLUMNS) : -2]))
+        one.add(frame)
+        rows = [{**row, "error": None} for row in one.rows()] or [
+            {"source": frame.source, "frame": frame.frame, "time": frame.time, "error": frame.error}
+        ]
+        for row in rows:
+            self._writer.writerow([_csv_value(row.get(c)) for c in self.columns])
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _csv_value(value: Any) -> Any:
+    """As pandas writes it: missing values (``None``, NaN) as empty fields."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
 
 
 def frames_of(df: pd.DataFrame, labels: tuple[str, ...]) -> Iterator[FrameResult]:

@@ -1,8 +1,12 @@
 """Video files and cameras: frame reading, annotated output, and a grabber that never lags.
 
-* **Files** are read with OpenCV's ``VideoCapture``. With ``every_n > 1`` the skipped frames are
-  only ``grab()``-ed, which skips their colour conversion. A frame's time is its index divided by
-  the file's frame rate (30 fps when the container does not say).
+* **Files** are read with OpenCV's ``VideoCapture``. With ``every_n > 1``, or ``sample_fps``
+  (N frames per second of video time, the one nearest each ``k / N`` seconds), the skipped frames
+  are only ``grab()``-ed: demuxed and decoded as inter-frame codecs need, without the
+  retrieval and colour conversion to BGR, which cost about as much again. (Seeking would skip
+  decoding too, but lands on key frames, usually seconds apart, and decodes forward from there:
+  no cheaper at the rates a timeline wants.) A frame's time is its index divided by the file's
+  frame rate (30 fps when the container does not say).
 * **Annotated output** goes through ``cv2.VideoWriter`` with the ``mp4v`` codec, the one MPEG-4
   encoder every OpenCV wheel has. It holds the processed frames at ``fps / every_n``, so it plays
   at the original speed.
@@ -15,12 +19,15 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import queue
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -34,8 +41,11 @@ __all__ = [
     "has_display",
     "open_camera",
     "open_video",
+    "prefetched",
     "read_frames",
 ]
+
+T = TypeVar("T")
 
 #: Frame rate assumed when a video file does not state one.
 DEFAULT_FPS = 30.0
@@ -66,14 +76,25 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, float, int]:
 
 
 def read_frames(
-    cap: cv2.VideoCapture, fps: float, every_n: int = 1, start: int = 0, stop: int | None = None
+    cap: cv2.VideoCapture,
+    fps: float,
+    every_n: int = 1,
+    start: int = 0,
+    stop: int | None = None,
+    sample_fps: float | None = None,
 ) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield ``(index, seconds, frame)`` for the frames of an opened video whose index is a
-    multiple of ``every_n``, from frame ``start`` up to ``stop`` (exclusive; the end by default).
+    multiple of ``every_n``, or with ``sample_fps`` for the frame nearest each
+    ``k / sample_fps`` seconds (every frame when the video has fewer per second), from frame
+    ``start`` up to ``stop`` (exclusive; the end by default); the others are only grabbed.
 
     ``start`` is reached by seeking when the backend lands exactly on it, else by reading from
     the beginning (slower, same frames).
     """
+    wanted = _sampled(fps, sample_fps) if sample_fps else (i * every_n for i in itertools.count())
+    target = next(wanted)
+    while target < start:
+        target = next(wanted)
     index = 0
     if start > 0:
         cap.set(cv2.CAP_PROP_POS_FRAMES, start)
@@ -82,15 +103,75 @@ def read_frames(
         else:
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
     while stop is None or index < stop:
-        if index < start or index % every_n:
-            if not cap.grab():
-                return
-        else:
-            ok, frame = cap.read()
+        if not cap.grab():
+            return
+        if index == target:
+            ok, frame = cap.retrieve()
             if not ok or frame is None:
                 return
             yield index, index / fps, frame
+            target = next(wanted)
         index += 1
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_DONE = object()
+
+
+def prefetched(items: Iterator[T], depth: int = 8) -> Iterator[T]:
+    """The items of ``items``, produced on a background thread up to ``depth`` ahead, in order:
+    a video's decoding (OpenCV releases the GIL) overlaps the analysis of earlier frames. The
+    thread stops when the consumer does; an error in it is raised in the consumer."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(_Raised(exc))
+
+    thread = threading.Thread(target=produce, name="ferlab-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _sampled(fps: float, sample_fps: float) -> Iterator[int]:
+    """Frame indices nearest ``k / sample_fps`` seconds, increasing, none twice."""
+    if not sample_fps > 0:
+        raise FerlabError(f"sample_fps must be > 0, got {sample_fps}")
+    last = -1
+    for k in itertools.count():
+        index = round(k * fps / sample_fps)
+        if index > last:
+            last = index
+            yield index
 
 
 def open_camera(camera: int | str) -> cv2.VideoCapture:

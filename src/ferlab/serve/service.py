@@ -37,31 +37,23 @@ __all__ = ["Service", "own_recognizer"]
 
 T = TypeVar("T")
 
-_DUPLICATING = threading.Lock()
-
 
 def _own_detector(detector: Any) -> Any | None:
     """A detector with the same settings as ``detector`` and state of its own, or ``None``.
 
-    Built anew from its constructor's arguments when it keeps them as attributes of the same
-    names (:class:`HaarDetector` does), else deep-copied. OpenCV cascades are not safe to run
-    from two threads at once, and ``ferlab.recognize.detect`` caches them, so the cache is
-    emptied first and a detector still sharing a cascade with the original is not used.
+    A detector that says it is ``thread_safe`` (:class:`HaarDetector`: a cascade per thread) is
+    shared as it is. Others are built anew from their constructor's arguments when they keep
+    them as attributes of the same names, else deep-copied; OpenCV cascades are not safe to run
+    from two threads at once, so a copy still sharing a cascade with the original is not used.
     """
     import cv2
 
-    from ferlab.recognize import detect
-
+    if getattr(detector, "thread_safe", False):
+        return detector
     params = inspect.signature(type(detector)).parameters
     try:
         if all(hasattr(detector, p) for p in params):
-            with _DUPLICATING:  # two threads between clearing and loading would share cascades
-                clear = getattr(detect.cascade, "cache_clear", None)
-                if clear is not None:
-                    clear()
-                twin = type(detector)(**{p: getattr(detector, p) for p in params})
-                if clear is not None:  # and nobody else is handed the twin's
-                    clear()
+            twin = type(detector)(**{p: getattr(detector, p) for p in params})
         else:
             twin = copy.deepcopy(detector)
     except Exception:
@@ -210,7 +202,12 @@ class Service:
             from ferlab.explain import face_heatmap, overlay_heatmap
         except ImportError as exc:
             return f"explanations need ferlab.explain and PyTorch, which this install lacks ({exc})"
-        if not isinstance(network, nn.Module):
+        from ferlab.inference import EmotionModel
+
+        # A ferlab model on ONNX Runtime is explained with its PyTorch twin (ferlab.explain).
+        if not isinstance(network, nn.Module) and not isinstance(
+            self.recognizer.classifier, EmotionModel
+        ):
             return (
                 "explanations need the model run by PyTorch (Grad-CAM takes gradients); this "
                 f"server runs it with {type(network).__name__} (start it with --runtime torch)"
@@ -242,7 +239,10 @@ class Service:
         crops, _ = crop_faces(gray, [f.box for f in faces], self.recognizer.align)
         with self._explain_lock:
             if self._explain_classifier is None:
-                self._explain_classifier = copy.deepcopy(self.recognizer.classifier)
+                served = self.recognizer.classifier
+                # A model ONNX Runtime serves is explained with its PyTorch twin, loaded apart.
+                onnx = getattr(served, "runtime", None) == "onnx"
+                self._explain_classifier = served if onnx else copy.deepcopy(served)
             maps = face_heatmap(self._explain_classifier, crops, method="gradcam")
         for face, crop, heat in zip(faces, crops, maps, strict=True):
             picture = overlay_heatmap(crop, heat)
