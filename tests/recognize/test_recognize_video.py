@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import queue
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -153,18 +153,33 @@ def test_video_that_cannot_be_opened(tmp_path: Path, recognizer: Recognizer) -> 
     assert results.errors and "clip.mp4" in results.errors[0][1]
 
 
-class _FastCamera:
-    """A capture delivering numbered frames every 2 ms."""
+class _ScriptedCamera:
+    """A capture that delivers a frame only when the test hands one over. The grabber asks for
+    the next frame only once it has stored the previous one, so :meth:`deliver` knows when each
+    frame is in the grabber: no sleeps, no dependence on the machine's speed."""
 
-    def __init__(self, limit: int = 10_000) -> None:
-        self.count, self.limit, self.released = 0, limit, False
+    def __init__(self) -> None:
+        self.frames: queue.Queue[np.ndarray | None] = queue.Queue()
+        self.reads, self.delivered, self.released = 0, 0, False
+        self._asked = threading.Condition()
 
     def read(self) -> tuple[bool, np.ndarray | None]:
-        time.sleep(0.002)
-        if self.count >= self.limit:
-            return False, None
-        self.count += 1
-        return True, np.full((4, 4, 3), self.count % 256, np.uint8)
+        with self._asked:
+            self.reads += 1
+            self._asked.notify_all()
+        frame = self.frames.get()
+        return (False, None) if frame is None else (True, frame)
+
+    def deliver(self, n: int) -> None:
+        """Hand over ``n`` numbered frames, each stored by the grabber before the next."""
+        for _ in range(n):
+            self.frames.put(np.full((4, 4, 3), self.delivered % 256, np.uint8))
+            self.delivered += 1
+            with self._asked:  # the read after this frame's has begun: it is stored
+                assert self._asked.wait_for(lambda: self.reads > self.delivered, timeout=60)
+
+    def end(self) -> None:
+        self.frames.put(None)
 
     def release(self) -> None:
         self.released = True
@@ -173,9 +188,11 @@ class _FastCamera:
 class _FrozenCamera:
     def __init__(self) -> None:
         self.unblock = threading.Event()
+        self.returned = False
 
     def read(self) -> tuple[bool, None]:
-        self.unblock.wait(5.0)
+        self.unblock.wait(60)
+        self.returned = True
         return False, None
 
     def release(self) -> None:
@@ -183,32 +200,37 @@ class _FrozenCamera:
 
 
 def test_grabber_always_hands_out_the_newest_frame() -> None:
-    camera = _FastCamera()
-    with LatestFrameGrabber(camera) as grabber:
-        indices = []
+    camera = _ScriptedCamera()
+    with LatestFrameGrabber(camera, timeout=60) as grabber:
+        taken = []
         for _ in range(5):
-            index, _, _ = grabber.next()
-            indices.append(index)
-            time.sleep(0.05)  # slow processing: about 25 frames arrive meanwhile
-        assert all(b - a > 5 for a, b in zip(indices, indices[1:], strict=False))
-        assert grabber.dropped > 50
+            camera.deliver(7)  # seven frames arrive while the last one is being processed
+            index, _, frame = grabber.next()
+            taken.append((index, int(frame[0, 0, 0])))
+        assert taken == [(6, 6), (13, 13), (20, 20), (27, 27), (34, 34)]
+        assert grabber.dropped == 5 * 6  # each round, the six older frames were never taken
+        camera.end()
+        assert grabber.next() is None
     assert camera.released
 
 
 def test_grabber_reports_a_frozen_camera_instead_of_hanging() -> None:
     camera = _FrozenCamera()
-    start = time.monotonic()
-    with pytest.raises(FerlabError, match="no frame"), LatestFrameGrabber(camera, timeout=0.3) as g:
-        g.next()
-    camera.unblock.set()
-    assert time.monotonic() - start < 3.0
+    with LatestFrameGrabber(camera, timeout=0.3) as grabber:
+        with pytest.raises(FerlabError, match="no frame"):
+            grabber.next()
+        assert not camera.returned  # the error came while the camera's read still hung
+        camera.unblock.set()
 
 
 def test_grabber_ends_with_the_stream() -> None:
-    with LatestFrameGrabber(_FastCamera(limit=3)) as grabber:
-        time.sleep(0.1)
+    camera = _ScriptedCamera()
+    with LatestFrameGrabber(camera, timeout=60) as grabber:
+        camera.deliver(3)
+        camera.end()
         assert grabber.next()[0] == 2  # only the newest of the three
         assert grabber.next() is None
+    assert camera.released
 
 
 def test_live_streams_a_video_as_a_camera(moving_face_video: Path, recognizer: Recognizer) -> None:

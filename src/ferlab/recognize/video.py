@@ -232,7 +232,10 @@ class LatestFrameGrabber:
         """Stop the thread and release the capture."""
         self._stop.set()
         # A read() stuck in a driver cannot be interrupted; the daemon thread is left to it.
-        self._thread.join(timeout=1.0)
+        # After the end of the stream the thread has nothing left to read: it is waited for.
+        with self._cond:
+            ended = self._ended
+        self._thread.join(timeout=None if ended else 1.0)
         if not self._thread.is_alive():
             self.capture.release()
 
