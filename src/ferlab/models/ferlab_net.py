@@ -49,6 +49,9 @@ class FerlabNet(FERModel):
         stages: convolution widths per stage; a 2×2 max-pool follows every stage but the last.
         se_stages: indices of the stages followed by a squeeze-and-excitation block.
         se_reduction: SE bottleneck reduction ratio.
+        se: ``False`` puts an identity where each SE block would be (the SE ablation): the
+            other layers keep their names, so an SE network's weights load into this one
+            (``model.init_from``), all but the SE blocks' own.
         drop_rate: dropout before the classifier.
     """
 
@@ -60,6 +63,7 @@ class FerlabNet(FERModel):
         stages: tuple[tuple[int, ...], ...] = ((32,), (64, 64), (128, 128, 128), (256, 256, 256)),
         se_stages: tuple[int, ...] = (2, 3),
         se_reduction: int = 16,
+        se: bool = True,
         drop_rate: float = 0.3,
     ) -> None:
         super().__init__()
@@ -72,7 +76,8 @@ class FerlabNet(FERModel):
                 layers += _conv_bn_relu(channels, width)
                 channels = width
             if i in se_stages:
-                layers.append(create_attention("se", channels, reduction=se_reduction))
+                gate = create_attention("se", channels, reduction=se_reduction)
+                layers.append(gate if se else nn.Identity())
             if i < len(stages) - 1:
                 layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
