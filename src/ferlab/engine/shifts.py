@@ -183,6 +183,7 @@ def run_shift_suite(
     seed: int = 0,
     shifts: Sequence[str] | None = None,
     progress: bool = False,
+    per_face: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of ``model`` on ``images`` under every shift of the suite.
 
@@ -192,6 +193,8 @@ def run_shift_suite(
         seed: the suite's seed (the same seed gives the same shifted images).
         shifts: column names to run (default: all of :data:`SHIFTS`).
         progress: show a progress bar on stderr.
+        per_face: also keep each column's ``correct``, a bool array N (for paired comparisons
+            of models or test-time augmentations on the same faces; not JSON).
 
     Returns:
         ``{"shifts": {name: {"accuracy", "per_class", "n"[, "found"]}}, "mean": mean accuracy
@@ -230,6 +233,8 @@ def run_shift_suite(
             row = {"accuracy": float(correct.mean()), "per_class": per_class, "n": len(y)}
             if found is not None:
                 row["found"] = found
+            if per_face:
+                row["correct"] = correct
             out["shifts"][name] = row
     accs = [r["accuracy"] for n, r in out["shifts"].items() if n != "clean"]
     out["mean"] = float(np.mean(accs)) if accs else None
