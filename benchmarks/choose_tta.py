@@ -12,7 +12,8 @@ selection happens on PublicTest only (issue 18, part 3).
 
 Writes into ``--out`` (default ``benchmarks/results/choose_tta/<model>``): ``choose_tta.json``
 (every number), ``choose_tta.md`` (the table and the decision) and ``choose_tta.png`` (accuracy
-per shift, one bar per model and TTA); ``--write`` also puts the table into the "Default
+per shift, one bar per model and TTA); ``--write`` puts the figure into
+``docs/img/benchmarks/choose_tta_<model>.png`` instead and the table into the "Default
 test-time augmentation" section of ``docs/benchmarks.md``.
 
 Usage: ``python benchmarks/choose_tta.py MODEL [--baseline default] [--limit N] [--seed 0]``
@@ -114,7 +115,9 @@ def pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.2f}"
 
 
-def diff(v: float, ci: tuple[float, float]) -> str:
+def diff(v: float, ci: tuple[float, float], tta: str) -> str:
+    if tta == "none":
+        return "–"
     return f"{100 * v:+.2f} [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]"
 
 
@@ -132,9 +135,9 @@ def table(summary: dict[str, dict[str, dict]]) -> list[str]:
                 f"`{tta}`",
                 str(r["views"]),
                 pct(r["clean"]),
-                diff(r["clean_vs_none"], r["clean_vs_none_ci"]),
+                diff(r["clean_vs_none"], r["clean_vs_none_ci"], tta),
                 f"**{pct(r['mean'])}**",
-                diff(r["mean_vs_none"], r["mean_vs_none_ci"]),
+                diff(r["mean_vs_none"], r["mean_vs_none_ci"], tta),
                 *[pct(r["shifts"][n]) for n in SHIFTED],
             ]
             lines.append("| " + " | ".join(cells) + " |")
@@ -207,11 +210,14 @@ def main() -> None:
             print(f"{label} ({tta}): PublicTest {r['clean']:.2%}, shift mean {r['mean']:.2%}")
     summary = compare(results, args.seed)
     decisions = {model: choose(rows) for model, rows in summary.items()}
-    out = args.out or REPO / "benchmarks" / "results" / "choose_tta" / slug(label_of(args.model))
+    name = slug(label_of(args.model))
+    out = args.out or REPO / "benchmarks" / "results" / "choose_tta" / name
     out.mkdir(parents=True, exist_ok=True)
+    # With --write the figure goes where docs/benchmarks.md's pictures live.
+    img = REPO / "docs" / "img" / "benchmarks" / f"choose_tta_{name}.png"
     figure = plot_results(
         {f"{m} ({t})": results[m][t] for m in results for t in results[m]},
-        out / "choose_tta.png",
+        img if args.write else out / "choose_tta.png",
         f"Shift suite by test-time augmentation, FER2013 PublicTest ({len(part)} faces)",
     )
     command = "python benchmarks/choose_tta.py " + " ".join(
@@ -232,7 +238,7 @@ def main() -> None:
     (out / "choose_tta.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     (out / "choose_tta.md").write_text("\n".join(doc) + "\n", encoding="utf-8")
     print("\n".join(doc))
-    print(f"\nwritten: {out}/choose_tta.{{json,md,png}}")
+    print(f"\nwritten: {out}/choose_tta.{{json,md}}, {figure}")
     if args.write:
         write_doc_section(doc)
 
