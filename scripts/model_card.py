@@ -66,17 +66,22 @@ def per_class_rows(metrics: dict[str, Any]) -> list[str]:
     for k, c in enumerate(classes):
         cells = [c]
         for s in splits:
-            cm = metrics[s]["confusion"]
-            column = sum(row[k] for row in cm)
+            cm = metrics[s].get("confusion")
+            column = sum(row[k] for row in cm) if cm else 0
             cells += [pct(metrics[s]["per_class"][c]), pct(cm[k][k] / column if column else None)]
-        name, share = top_confusion(metrics[splits[-1]]["confusion"], classes, k)
+        name, share = top_confusion(metrics[splits[-1]].get("confusion"), classes, k)
         cells.append(f"{name} ({pct(share)} %)" if name else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def top_confusion(cm: list[list[int]], classes: list[str], k: int) -> tuple[str | None, float]:
-    """The class most faces of class ``k`` are wrongly called, and the share of them."""
+def top_confusion(
+    cm: list[list[int]] | None, classes: list[str], k: int
+) -> tuple[str | None, float]:
+    """The class most faces of class ``k`` are wrongly called, and the share of them (none
+    without a recorded confusion matrix)."""
+    if not cm:
+        return None, 0.0
     row = cm[k]
     wrong = [(n, j) for j, n in enumerate(row) if j != k]
     n, j = max(wrong) if wrong else (0, -1)
@@ -111,7 +116,7 @@ def failure_modes(metrics: dict[str, Any], result: dict[str, Any] | None) -> lis
     classes = list(m["per_class"])
     out = []
     for c in sorted(classes, key=lambda c: m["per_class"][c])[:3]:
-        name, share = top_confusion(m["confusion"], classes, classes.index(c))
+        name, share = top_confusion(m.get("confusion"), classes, classes.index(c))
         taken = f"; {pct(share)} % of its faces are called *{name}*" if name else ""
         out.append(f"- *{c}*: {pct(m['per_class'][c])} % recall on {SPLITS[split]}{taken}.")
     if result is None:
@@ -164,7 +169,7 @@ def training_lines(ckpt: dict[str, Any], path: Path, params: int) -> list[str]:
         ),
         (
             "epochs (best)",
-            f"{t['epochs']:g} (best {t.get('best_epoch', float('nan')):g})"
+            f"{t['epochs']:.4g} (best {t.get('best_epoch', float('nan')):.4g})"
             if "epochs" in t
             else "–",
         ),
@@ -188,11 +193,17 @@ def training_lines(ckpt: dict[str, Any], path: Path, params: int) -> list[str]:
 def card(name: str, note: str, shifts: str | None, command: str) -> list[str]:
     from ferlab.engine.checkpoint import load_checkpoint
     from ferlab.inference import model_file
+    from ferlab.labels import canonical_metrics
 
     path = model_file(name)
     network, ckpt = load_checkpoint(path)
     params = sum(p.numel() for p in network.parameters())
     metrics = {k: v for k, v in (ckpt.get("metrics") or {}).items() if k in SPLITS}
+    # A run's checkpoints leave the confusion matrices to the run's metrics.json beside them.
+    run_metrics = path.parent / "metrics.json"
+    if run_metrics.is_file() and not all("confusion" in m for m in metrics.values()):
+        recorded = canonical_metrics(json.loads(run_metrics.read_text(encoding="utf-8")))
+        metrics = {k: recorded[k] for k in SPLITS if "confusion" in recorded.get(k, {})} or metrics
     if not metrics:
         raise SystemExit(f"{path}: records no evaluated split (metrics val/test)")
     label, result = read_shifts(shifts) if shifts else (None, None)
@@ -204,8 +215,10 @@ def card(name: str, note: str, shifts: str | None, command: str) -> list[str]:
         + (f" and the shift-suite result `{shifts}`" if shifts else "")
         + "; rerun it after measuring again.",
         "",
-        "Per class (recall: share of the class's faces called right; precision: share of the "
-        f"faces called this class that are; TTA `{ckpt.get('tta', 'none')}`; %):",
+        "Per class ("
+        + ", ".join(f"{SPLITS[k]} {m['n']} faces" for k, m in metrics.items() if "n" in m)
+        + "; recall: share of the class's faces called right; precision: share of the faces "
+        f"called this class that are; TTA `{ckpt.get('tta', 'none')}`; %):",
         "",
         *per_class_rows(metrics),
         "",
