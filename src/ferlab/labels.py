@@ -3,10 +3,11 @@
 Every ferlab model, dataset and output names the emotions as the shipped ``default`` does:
 ``angry, disgust, fear, happy, sad, surprise, neutral``, plus FER+'s ``contempt``
 (:data:`EMOTIONS`). FER+'s vote file spells three of them as nouns (``anger``, ``happiness``,
-``sadness``); those stay accepted wherever a user types an emotion (``--color``, ``--target``,
-``score(y=...)``) and in files written before the names were aligned, whose labels are renamed
-when they are read (:data:`ALIASES`). Matching ignores case and surrounding spaces. Names that
-are no emotion of ferlab's (another classifier's labels) pass through unchanged.
+``sadness``: :data:`ALIASES`). Names read from files (checkpoints, ONNX exports, class folders)
+written that way are renamed when they are read (:func:`canonical_label`, exact spellings
+only, so that every other label, a custom ``Happy`` folder included, stays as it was written).
+Where a user types an emotion (``--color``, ``--target``, ``score(y=...)``) the FER+ spelling
+is accepted too, and case and surrounding spaces do not matter (:func:`typed_label`).
 
 This module imports nothing else of ferlab but its errors, so every layer can use it.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "canonical_labels",
     "canonical_metrics",
     "label_index",
+    "typed_label",
 ]
 
 #: The emotion names ferlab uses: FER2013's seven in its label order, then FER+'s contempt.
@@ -41,12 +43,19 @@ EMOTIONS: tuple[str, ...] = (
 #: Other spellings accepted for an emotion (FER+'s vote-file column names) → ferlab's name.
 ALIASES: dict[str, str] = {"anger": "angry", "happiness": "happy", "sadness": "sad"}
 
-_LOOKUP = {**{e: e for e in EMOTIONS}, **ALIASES}
-
 
 def canonical_label(name: str) -> str:
-    """ferlab's name for an emotion (``"Happiness"`` → ``"happy"``); other names unchanged."""
-    return _LOOKUP.get(str(name).strip().lower(), str(name))
+    """ferlab's name for an emotion a file names in FER+'s spelling (``"happiness"`` →
+    ``"happy"``); every other name unchanged."""
+    return ALIASES.get(str(name), str(name))
+
+
+def typed_label(name: str) -> str:
+    """ferlab's name for an emotion as a user may type it (``" Happiness"`` → ``"happy"``);
+    a name that is no emotion comes back stripped of surrounding spaces."""
+    key = str(name).strip().lower()
+    key = ALIASES.get(key, key)
+    return key if key in EMOTIONS else str(name).strip()
 
 
 def canonical_labels(names: Iterable[str], *, path: str | Path | None = None) -> tuple[str, ...]:
@@ -76,9 +85,9 @@ def label_index(name: str, labels: Sequence[str], *, what: str = "emotion") -> i
     Raises:
         UnknownNameError: no label matches; the message lists the labels.
     """
-    wanted = canonical_label(name)
+    wanted = typed_label(name)
     for i, label in enumerate(labels):
-        if canonical_label(label) == wanted:
+        if typed_label(label) == wanted:
             return i
     raise UnknownNameError(what, str(name), [str(label) for label in labels])
 

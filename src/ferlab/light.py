@@ -38,7 +38,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from ferlab.errors import DataError, FerlabError
-from ferlab.labels import canonical_label
+from ferlab.labels import typed_label
 
 __all__ = [
     "DEFAULT_COLORS",
@@ -112,7 +112,7 @@ def parse_color_overrides(items: Iterable[str]) -> dict[str, RGB]:
             raise FerlabError(
                 f"--color '{item}' must look like EMOTION=#RRGGBB, e.g. happy=#ffd000"
             )
-        out[canonical_label(name)] = parse_color(color)
+        out[typed_label(name)] = parse_color(color)
     return out
 
 
@@ -145,7 +145,7 @@ class LightMapper:
     ) -> None:
         if not (tau >= 0.0 and math.isfinite(tau)):
             raise FerlabError(f"light smoothing tau must be >= 0 seconds, got {tau}")
-        self.overrides = {canonical_label(k): v for k, v in (colors or {}).items()}
+        self.overrides = {typed_label(k): v for k, v in (colors or {}).items()}
         self.colors: dict[str, RGB] = {**DEFAULT_COLORS, **self.overrides}
         for name, rgb in self.colors.items():
             if len(rgb) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in rgb):
@@ -161,7 +161,7 @@ class LightMapper:
     def check_labels(self, labels: Sequence[str]) -> None:
         """Fail early when the classifier has emotions this mapping has no colour for, or a
         colour was given for a name that is not one of its emotions (a typo, most likely)."""
-        labels = [canonical_label(label) for label in labels]
+        labels = [typed_label(label) for label in labels]
         unknown = [name for name in self.overrides if name not in labels]
         if unknown:
             raise FerlabError(
@@ -183,7 +183,7 @@ class LightMapper:
         weight = 0.0
         for scores in faces:
             for label, p in scores.items():
-                color = self._linear.get(canonical_label(label))
+                color = self._linear.get(typed_label(label))
                 if color is None:
                     raise FerlabError(f"no light colour for '{label}'")
                 total += p * color

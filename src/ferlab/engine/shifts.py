@@ -46,7 +46,7 @@ import torch.nn.functional as F
 
 from ferlab.engine import shift_ops as ops
 from ferlab.errors import DataError
-from ferlab.labels import canonical_label
+from ferlab.labels import typed_label
 
 __all__ = [
     "SHIFTS",
@@ -146,14 +146,14 @@ def iter_framed(images: torch.Tensor, seed: int = 0) -> Iterator[np.ndarray]:
 
 def _label_map(model_labels: Sequence[str], data_classes: Sequence[str]) -> np.ndarray:
     """Column of the model's output for each data class (by name; FER+'s spellings accepted)."""
-    names = [canonical_label(c) for c in model_labels]
-    missing = [c for c in data_classes if canonical_label(c) not in names]
+    names = [typed_label(c) for c in model_labels]
+    missing = [c for c in data_classes if typed_label(c) not in names]
     if missing:
         raise DataError(
             f"the model's labels {list(model_labels)} lack the data's classes {missing}; the "
             "suite scores a model on the data's classes"
         )
-    return np.array([names.index(canonical_label(c)) for c in data_classes])
+    return np.array([names.index(typed_label(c)) for c in data_classes])
 
 
 def _frame_predictions(

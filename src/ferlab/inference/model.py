@@ -17,7 +17,7 @@ import numpy as np
 
 from ferlab.errors import DataError
 from ferlab.inference.preprocess import Preprocess, check_tta
-from ferlab.labels import canonical_label
+from ferlab.labels import typed_label
 
 __all__ = ["PRECISIONS", "Backend", "EmotionModel", "gray_faces", "predict_batches"]
 
@@ -193,8 +193,8 @@ class EmotionModel:
         if truth.dtype.kind in "iu":
             bad = truth[(truth < 0) | (truth >= len(self.labels))]
         else:  # names, in any accepted spelling ("happiness" for "happy")
-            index = {canonical_label(label): i for i, label in enumerate(self.labels)}
-            names = [canonical_label(v) for v in truth.tolist()]
+            index = {typed_label(label): i for i, label in enumerate(self.labels)}
+            names = [typed_label(v) for v in truth.tolist()]
             bad = [v for v, n in zip(truth.tolist(), names, strict=True) if n not in index]
             truth = np.asarray([index.get(n, -1) for n in names], dtype=np.int64)
         if len(bad):

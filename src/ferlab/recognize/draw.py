@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from ferlab.labels import canonical_label
+from ferlab.labels import typed_label
 from ferlab.recognize.results import Face
 
 __all__ = ["annotate", "label_color"]
@@ -33,7 +33,7 @@ _COLORS: dict[str, tuple[int, int, int]] = {
 
 def label_color(label: str) -> tuple[int, int, int]:
     """BGR colour of an emotion; labels of other classifiers get a stable colour of their own."""
-    name = canonical_label(label)
+    name = typed_label(label)
     if name in _COLORS:
         return _COLORS[name]
     seed = sum(ord(c) * (i + 1) for i, c in enumerate(label))
