@@ -30,7 +30,7 @@ import torch
 from doc_section import machine, write_doc_section
 
 import ferlab
-from ferlab.data import load_dataset
+from ferlab.data import FERData, load_dataset
 from ferlab.engine.shifts import SHIFTS, plot_examples, plot_results, run_shift_suite
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +41,15 @@ SECTION = "## Shift suite"
 def parse_model(spec: str) -> tuple[str, str | None]:
     name, _, tta = spec.partition(":")
     return name, (tta or None)
+
+
+def sample(part: FERData, limit: int | None, seed: int) -> FERData:
+    """At most ``limit`` faces of ``part``, drawn by ``seed``, in their original order (the same
+    faces for every model and every script that uses the same seed)."""
+    if limit is None or len(part) <= limit:
+        return part
+    pick = torch.randperm(len(part), generator=torch.Generator().manual_seed(seed))
+    return part.select(pick[:limit].sort().values)
 
 
 def main() -> None:
@@ -61,10 +70,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     torch.set_num_threads(args.torch_threads)
     data = load_dataset(args.data, progress=False)
-    part, classes = data.subset(args.split), data.classes
-    if args.max_images is not None and len(part) > args.max_images:
-        pick = torch.randperm(len(part), generator=torch.Generator().manual_seed(args.seed))
-        part = part.select(pick[: args.max_images].sort().values)
+    part, classes = sample(data.subset(args.split), args.max_images, args.seed), data.classes
     results: dict[str, dict] = {}
     for spec in args.models:
         name, tta = parse_model(spec)

@@ -38,6 +38,7 @@ from typing import Protocol, TextIO
 import numpy as np
 
 from ferlab.errors import DataError, FerlabError
+from ferlab.labels import typed_label
 
 __all__ = [
     "DEFAULT_COLORS",
@@ -102,7 +103,8 @@ def parse_color(text: str) -> RGB:
 
 
 def parse_color_overrides(items: Iterable[str]) -> dict[str, RGB]:
-    """``EMOTION=COLOUR`` strings (the ``--color`` option) as a mapping."""
+    """``EMOTION=COLOUR`` strings (the ``--color`` option) as a mapping, keyed by ferlab's
+    emotion names (``happiness=...`` sets ``happy``: :mod:`ferlab.labels`)."""
     out: dict[str, RGB] = {}
     for item in items:
         name, sep, color = item.partition("=")
@@ -110,7 +112,7 @@ def parse_color_overrides(items: Iterable[str]) -> dict[str, RGB]:
             raise FerlabError(
                 f"--color '{item}' must look like EMOTION=#RRGGBB, e.g. happy=#ffd000"
             )
-        out[name.strip()] = parse_color(color)
+        out[typed_label(name)] = parse_color(color)
     return out
 
 
@@ -128,7 +130,8 @@ class LightMapper:
     """Emotion probabilities → a smoothed light colour (see the module docstring).
 
     Args:
-        colors: colours by emotion name, replacing those of :data:`DEFAULT_COLORS` they name.
+        colors: colours by emotion name, replacing those of :data:`DEFAULT_COLORS` they name
+            (FER+'s spellings, ``happiness``, ``sadness``, ``anger``, are accepted).
         tau: smoothing time constant in seconds (0 = follow each frame at once).
         idle: colour with no face in view (default: the ``neutral`` colour).
     """
@@ -142,7 +145,7 @@ class LightMapper:
     ) -> None:
         if not (tau >= 0.0 and math.isfinite(tau)):
             raise FerlabError(f"light smoothing tau must be >= 0 seconds, got {tau}")
-        self.overrides = dict(colors or {})
+        self.overrides = {typed_label(k): v for k, v in (colors or {}).items()}
         self.colors: dict[str, RGB] = {**DEFAULT_COLORS, **self.overrides}
         for name, rgb in self.colors.items():
             if len(rgb) != 3 or not all(isinstance(v, int) and 0 <= v <= 255 for v in rgb):
@@ -158,6 +161,7 @@ class LightMapper:
     def check_labels(self, labels: Sequence[str]) -> None:
         """Fail early when the classifier has emotions this mapping has no colour for, or a
         colour was given for a name that is not one of its emotions (a typo, most likely)."""
+        labels = [typed_label(label) for label in labels]
         unknown = [name for name in self.overrides if name not in labels]
         if unknown:
             raise FerlabError(
@@ -179,9 +183,10 @@ class LightMapper:
         weight = 0.0
         for scores in faces:
             for label, p in scores.items():
-                if label not in self._linear:
+                color = self._linear.get(typed_label(label))
+                if color is None:
                     raise FerlabError(f"no light colour for '{label}'")
-                total += p * self._linear[label]
+                total += p * color
                 weight += p
         if weight <= 0.0:
             return _to_linear(np.asarray(self.idle, dtype=np.float64))

@@ -65,6 +65,17 @@ def test_imagefolder_with_val_and_alphabetical_classes(tmp_path: Path) -> None:
     assert c["train"]["per_class"] == {"face": 3, "nonface": 3}
 
 
+def test_class_folders_in_fer_plus_spelling_get_ferlab_names(tmp_path: Path) -> None:
+    files = imagefolder_files(classes=("sadness", "Happy", "happiness"), n_train=2)
+    data = load(write_tree(tmp_path / "fp", files))
+    # Renamed after sorting (the labels keep their ids); other names stay as written.
+    assert data.classes == ("Happy", "happy", "sad")
+    assert data.counts()["train"]["per_class"] == {"Happy": 2, "happy": 2, "sad": 2}
+    both = imagefolder_files(classes=("anger", "angry"), n_train=1)
+    with pytest.raises(DataError, match="'angry' twice"):
+        load(write_tree(tmp_path / "both", both))
+
+
 @pytest.mark.parametrize("fraction", [0.0, 0.2, 0.5])
 def test_val_is_carved_stratified_and_seeded(tmp_path: Path, fraction: float) -> None:
     root = write_tree(tmp_path / "f", imagefolder_files(("a", "b"), n_train=10, with_val=False))

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ferlab.data import FER2013_CLASSES, FERPLUS_CLASSES, load_dataset
+from ferlab.data import FER2013_CLASSES, FERPLUS_CLASSES, FERPLUS_VOTE_COLUMNS, load_dataset
 from ferlab.data.ferplus import DROP_REASONS
 
 pytestmark = pytest.mark.dataset
@@ -120,7 +120,7 @@ def test_ferplus_majority(fer2013_csv: Path, fer2013_cache_dir: Path, ferplus_fi
     # Independent check of the majority rule on the raw votes.
     with ferplus_file.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    votes = np.array([[int(r[c]) for c in (*FERPLUS_CLASSES, "unknown", "NF")] for r in rows])
+    votes = np.array([[int(r[c]) for c in (*FERPLUS_VOTE_COLUMNS, "unknown", "NF")] for r in rows])
     cleaned = np.where(votes > 1, votes, 0)
     majority = (cleaned.max(1) * 2 > cleaned.sum(1)) & (cleaned.argmax(1) < 8)
     assert data.index.tolist() == np.flatnonzero(majority).tolist()

@@ -97,7 +97,8 @@ def explain(
             "--target",
             metavar="CLASS",
             help="Heat maps: explain this class for every "
-            "face (name or index) instead of the top three.",
+            "face (name or index; FER+ spellings such as happiness accepted) instead of the top "
+            "three.",
         ),
     ] = None,
     layer: Annotated[

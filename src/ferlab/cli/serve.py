@@ -41,7 +41,8 @@ ColorOption = Annotated[
     typer.Option(
         "--color",
         metavar="EMOTION=#RRGGBB",
-        help="Light colour of an emotion (repeatable), replacing its default.",
+        help="Light colour of an emotion (repeatable), replacing its default; FER+ spellings "
+        "(happiness, sadness, anger) are accepted.",
     ),
 ]
 TauOption = Annotated[

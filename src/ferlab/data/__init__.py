@@ -9,7 +9,13 @@ lists every problem of a source. See ``docs/data.md`` for formats, rules and cac
 from __future__ import annotations
 
 from ferlab.data.cache import default_cache_dir
-from ferlab.data.dataset import FER2013_CLASSES, FERPLUS_CLASSES, SPLITS, FERData
+from ferlab.data.dataset import (
+    FER2013_CLASSES,
+    FERPLUS_CLASSES,
+    FERPLUS_VOTE_COLUMNS,
+    SPLITS,
+    FERData,
+)
 from ferlab.data.ferplus import FERPLUS_MODES, ferplus_labels, ferplus_target
 from ferlab.data.loader import (
     LABEL_MODES,
@@ -23,6 +29,7 @@ from ferlab.data.loader import (
 __all__ = [
     "FER2013_CLASSES",
     "FERPLUS_CLASSES",
+    "FERPLUS_VOTE_COLUMNS",
     "FERPLUS_MODES",
     "LABEL_MODES",
     "SPLITS",

@@ -12,25 +12,20 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ferlab.labels import EMOTIONS, canonical_labels
+
 __all__ = [
     "FER2013_CLASSES",
     "FERPLUS_CLASSES",
+    "FERPLUS_VOTE_COLUMNS",
     "SPLITS",
     "FERData",
 ]
 
 #: FER2013 label order (emotion ids 0..6 of the challenge CSV).
-FER2013_CLASSES: tuple[str, ...] = (
-    "angry",
-    "disgust",
-    "fear",
-    "happy",
-    "sad",
-    "surprise",
-    "neutral",
-)
-#: FER+ label order (vote columns of fer2013new.csv, without ``unknown`` and ``NF``).
-FERPLUS_CLASSES: tuple[str, ...] = (
+FER2013_CLASSES: tuple[str, ...] = EMOTIONS[:7]
+#: FER+ emotion columns as ``fer2013new.csv`` names them in its header (FER+'s spelling).
+FERPLUS_VOTE_COLUMNS: tuple[str, ...] = (
     "neutral",
     "happiness",
     "surprise",
@@ -40,6 +35,9 @@ FERPLUS_CLASSES: tuple[str, ...] = (
     "fear",
     "contempt",
 )
+#: FER+ label order (its vote columns, without ``unknown`` and ``NF``) under ferlab's names:
+#: neutral, happy, surprise, sad, angry, disgust, fear, contempt.
+FERPLUS_CLASSES: tuple[str, ...] = canonical_labels(FERPLUS_VOTE_COLUMNS)
 #: Split ids: 0 train (FER2013 Training), 1 val (PublicTest), 2 test (PrivateTest).
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 

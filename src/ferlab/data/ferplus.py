@@ -1,9 +1,11 @@
 """FER+ relabelling: the vote file and the four label modes of Barsoum et al. (2016).
 
 FER+ (microsoft/FERPlus, ``fer2013new.csv``) asked ten crowd workers to re-tag every FER2013
-image with one of eight emotions (:data:`~ferlab.data.dataset.FERPLUS_CLASSES`: neutral,
-happiness, surprise, sadness, anger, disgust, fear, contempt), ``unknown`` or ``NF`` (not a
-face). Its columns are ``Usage,Image name,<8 emotions>,unknown,NF``.
+image with one of eight emotions, ``unknown`` or ``NF`` (not a face). Its columns are
+``Usage,Image name,<8 emotions>,unknown,NF``, the emotions spelt neutral, happiness, surprise,
+sadness, anger, disgust, fear, contempt (:data:`~ferlab.data.dataset.FERPLUS_VOTE_COLUMNS`);
+ferlab calls them by the names its models use (:data:`~ferlab.data.dataset.FERPLUS_CLASSES`:
+``happy``, ``sad``, ``angry`` for the three nouns).
 
 Joining: row *i* of the vote file belongs to row *i* of ``fer2013.csv``. The ``Image name``
 column is not a row index (it is a running counter over named rows, and 173 rows have no name),
@@ -51,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from ferlab.data._problems import Problems
-from ferlab.data.dataset import FERPLUS_CLASSES
+from ferlab.data.dataset import FER2013_CLASSES, FERPLUS_CLASSES, FERPLUS_VOTE_COLUMNS
 from ferlab.data.fer2013_csv import USAGE_SPLITS, read_source_bytes, usage_split
 from ferlab.errors import DataError
 
@@ -67,7 +69,7 @@ __all__ = [
 
 #: Label modes of the FER+ paper, as named by the reference code (``multi`` = ``multi_target``).
 FERPLUS_MODES: tuple[str, ...] = ("majority", "probability", "crossentropy", "multi")
-_HEADER = ("Usage", "Image name", *FERPLUS_CLASSES, "unknown", "NF")
+_HEADER = ("Usage", "Image name", *FERPLUS_VOTE_COLUMNS, "unknown", "NF")
 _N_VOTES = len(FERPLUS_CLASSES) + 2
 _N_EMOTIONS = len(FERPLUS_CLASSES)
 
@@ -283,8 +285,10 @@ def ferplus_labels(votes: np.ndarray, mode: str) -> FerplusLabels:
     )
 
 
-# FER+ emotion columns (FERPLUS_CLASSES order) → FER2013 class ids; contempt has no FER2013 class.
-_TO_FER2013 = {0: 6, 1: 3, 2: 5, 3: 4, 4: 0, 5: 1, 6: 2}
+# FER+ emotion columns (FERPLUS_CLASSES order) → FER2013 class ids, by name; contempt has none.
+_TO_FER2013 = {
+    i: FER2013_CLASSES.index(c) for i, c in enumerate(FERPLUS_CLASSES) if c in FER2013_CLASSES
+}
 
 
 def fer2013_soft_targets(votes: np.ndarray, labels: np.ndarray, weight: float) -> np.ndarray:

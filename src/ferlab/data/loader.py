@@ -29,6 +29,7 @@ from ferlab.data.image_folder import (
     warn_resized,
 )
 from ferlab.errors import DataError, FerlabError, UnknownNameError
+from ferlab.labels import canonical_labels
 
 __all__ = ["LABEL_MODES", "CheckReport", "Source", "check_dataset", "detect_source", "load_dataset"]
 
@@ -306,7 +307,7 @@ def _from_arrays(arrays: dict[str, np.ndarray], meta: dict[str, Any], source: So
         images=torch.from_numpy(np.ascontiguousarray(arrays["images"], dtype=np.uint8)),
         labels=torch.from_numpy(np.ascontiguousarray(arrays["labels"], dtype=np.int64)),
         split=torch.from_numpy(np.ascontiguousarray(arrays["split"], dtype=np.int8)),
-        classes=tuple(meta["classes"]),
+        classes=canonical_labels(meta["classes"], path=source.path),
         format=meta["format"],
         source=str(source.path),
         label_mode="fer2013",

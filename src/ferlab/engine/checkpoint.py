@@ -33,6 +33,7 @@ from torch import nn
 
 from ferlab.errors import DataError, FerlabError
 from ferlab.inference.shipped import file_sha256
+from ferlab.labels import canonical_labels, canonical_metrics
 
 __all__ = [
     "FORMAT",
@@ -156,6 +157,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             "them (damaged on disk or in transfer?); use another copy or retrain",
             path=path,
         )
+    # Files written before the emotion names were aligned say "happiness": renamed on reading.
+    if "classes" in ckpt:
+        ckpt["classes"] = list(canonical_labels(ckpt["classes"], path=path))
+    if "metrics" in ckpt:
+        ckpt["metrics"] = canonical_metrics(ckpt["metrics"])
     return ckpt
 
 

@@ -18,8 +18,10 @@ from ferlab.errors import DataError
 
 __all__ = ["load_initial_weights", "read_source"]
 
-# Set by the engine from the data, so they may differ between source and new run.
-_DATA_KWARGS = ("num_classes",)
+# May differ between source and new run: set by the engine from the data (num_classes), or
+# options that drop layers while every other tensor keeps its name and shape (ferlab_net's
+# se=False, the squeeze-and-excitation ablation).
+_FREE_KWARGS = ("num_classes", "se")
 
 
 def read_source(spec: str) -> tuple[Path, dict[str, Any]]:
@@ -39,7 +41,8 @@ def load_initial_weights(
 ) -> dict[str, Any]:
     """Copy every tensor of ``source`` whose name and shape fit ``model``; the rest start fresh.
 
-    Returns the provenance stored as ``init_from`` in the new run's checkpoints.
+    Returns the provenance stored as ``init_from`` in the new run's checkpoints: ``fresh``
+    names the new run's tensors that start fresh, ``unused`` the source's tensors left out.
     """
     spec = source["model"]
     if spec["name"] != name:
@@ -47,8 +50,8 @@ def load_initial_weights(
             f"model.init_from holds a '{spec['name']}' network; the recipe trains '{name}'",
             path=path,
         )
-    theirs = {k: v for k, v in spec["kwargs"].items() if k not in _DATA_KWARGS}
-    ours = {k: v for k, v in kwargs.items() if k not in _DATA_KWARGS}
+    theirs = {k: v for k, v in spec["kwargs"].items() if k not in _FREE_KWARGS}
+    ours = {k: v for k, v in kwargs.items() if k not in _FREE_KWARGS}
     if theirs != ours:
         raise DataError(
             f"model.init_from was built with {theirs}; the recipe asks for {ours}", path=path
@@ -64,4 +67,5 @@ def load_initial_weights(
         "classes": list(source["classes"]),
         "metrics": source.get("metrics", {}),
         "fresh": sorted(set(own) - set(fitting)),
+        "unused": sorted(set(weights) - set(fitting)),
     }

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from ferlab.engine import shift_ops as ops
 from ferlab.errors import DataError
+from ferlab.labels import typed_label
 
 __all__ = [
     "SHIFTS",
@@ -144,16 +145,15 @@ def iter_framed(images: torch.Tensor, seed: int = 0) -> Iterator[np.ndarray]:
 
 
 def _label_map(model_labels: Sequence[str], data_classes: Sequence[str]) -> np.ndarray:
-    """Column of the model's output for each data class (by name; FER+'s names accepted)."""
-    aliases = {"happiness": "happy", "sadness": "sad", "anger": "angry"}
-    names = [aliases.get(str(c), str(c)) for c in model_labels]
-    missing = [c for c in data_classes if c not in names]
+    """Column of the model's output for each data class (by name; FER+'s spellings accepted)."""
+    names = [typed_label(c) for c in model_labels]
+    missing = [c for c in data_classes if typed_label(c) not in names]
     if missing:
         raise DataError(
             f"the model's labels {list(model_labels)} lack the data's classes {missing}; the "
             "suite scores a model on the data's classes"
         )
-    return np.array([names.index(c) for c in data_classes])
+    return np.array([names.index(typed_label(c)) for c in data_classes])
 
 
 def _frame_predictions(
@@ -183,6 +183,7 @@ def run_shift_suite(
     seed: int = 0,
     shifts: Sequence[str] | None = None,
     progress: bool = False,
+    per_face: bool = False,
 ) -> dict[str, Any]:
     """Accuracy of ``model`` on ``images`` under every shift of the suite.
 
@@ -192,6 +193,8 @@ def run_shift_suite(
         seed: the suite's seed (the same seed gives the same shifted images).
         shifts: column names to run (default: all of :data:`SHIFTS`).
         progress: show a progress bar on stderr.
+        per_face: also keep each column's ``correct``, a bool array N (for paired comparisons
+            of models or test-time augmentations on the same faces; not JSON).
 
     Returns:
         ``{"shifts": {name: {"accuracy", "per_class", "n"[, "found"]}}, "mean": mean accuracy
@@ -230,6 +233,8 @@ def run_shift_suite(
             row = {"accuracy": float(correct.mean()), "per_class": per_class, "n": len(y)}
             if found is not None:
                 row["found"] = found
+            if per_face:
+                row["correct"] = correct
             out["shifts"][name] = row
     accs = [r["accuracy"] for n, r in out["shifts"].items() if n != "clean"]
     out["mean"] = float(np.mean(accs)) if accs else None

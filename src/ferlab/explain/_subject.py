@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferlab.errors import DataError, FerlabError, UnknownNameError
+from ferlab.errors import DataError, FerlabError
 from ferlab.inference import gray_faces
+from ferlab.labels import label_index
 
 __all__ = ["Subject", "as_faces", "evaluating", "recording"]
 
@@ -188,13 +189,12 @@ class Subject:
     # ------------------------------------------------------------------ classes
 
     def class_index(self, target: int | str) -> int:
-        """A class given by index or by name, checked against the network's outputs."""
+        """A class given by index or by name (any accepted spelling: ``happiness`` for
+        ``happy``), checked against the network's outputs."""
         n = self.num_classes
         if isinstance(target, str) and not target.lstrip("-").isdigit():
-            names = list(self.labels or ())
-            if target not in names:
-                raise UnknownNameError("class", target, names or [str(i) for i in range(n)])
-            return names.index(target)
+            names = list(self.labels or ()) or [str(i) for i in range(n)]
+            return label_index(target, names, what="class")
         index = int(target)
         if not 0 <= index < n:
             raise FerlabError(f"target class {index} is out of range: the model has {n} classes")

@@ -55,6 +55,7 @@ def encode(meta: dict[str, Any]) -> dict[str, str]:
 def decode(props: dict[str, str], *, path: str | None = None) -> dict[str, Any]:
     """The string key/values of an ONNX file → metadata fields; a clear error if not ferlab's."""
     from ferlab.errors import DataError
+    from ferlab.labels import canonical_labels, canonical_metrics
 
     if props.get("ferlab_format") != FORMAT:
         raise DataError(
@@ -83,4 +84,10 @@ def decode(props: dict[str, str], *, path: str | None = None) -> dict[str, Any]:
                 raise DataError(f"metadata '{key}' is not valid JSON", path=path) from None
         else:
             meta[key] = value
+    # Exports written before the emotion names were aligned say "happiness": renamed here.
+    if not isinstance(meta["labels"], list):
+        raise DataError("metadata 'labels' is not a JSON list of names", path=path)
+    meta["labels"] = list(canonical_labels(meta["labels"], path=path))
+    if "metrics" in meta:
+        meta["metrics"] = canonical_metrics(meta["metrics"])
     return meta

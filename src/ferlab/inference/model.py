@@ -17,6 +17,7 @@ import numpy as np
 
 from ferlab.errors import DataError
 from ferlab.inference.preprocess import Preprocess, check_tta
+from ferlab.labels import typed_label
 
 __all__ = ["PRECISIONS", "Backend", "EmotionModel", "gray_faces", "predict_batches"]
 
@@ -183,17 +184,19 @@ class EmotionModel:
 
     def score(self, faces: Any, y: Any) -> float:
         """Accuracy on faces with true labels ``y`` (label names or class indices), as
-        scikit-learn's ``ClassifierMixin.score``."""
+        scikit-learn's ``ClassifierMixin.score``; names may be FER+'s spellings, as
+        ``happiness`` for ``happy`` (:mod:`ferlab.labels`)."""
         truth = np.asarray(y)
         pred = self.predict_proba(faces).argmax(1)
         if truth.shape != pred.shape:
             raise DataError(f"y has {truth.size} labels for {pred.size} faces", field="y")
         if truth.dtype.kind in "iu":
             bad = truth[(truth < 0) | (truth >= len(self.labels))]
-        else:
-            index = {label: i for i, label in enumerate(self.labels)}
-            bad = [v for v in truth.tolist() if v not in index]
-            truth = np.asarray([index.get(v, -1) for v in truth.tolist()], dtype=np.int64)
+        else:  # names, in any accepted spelling ("happiness" for "happy")
+            index = {typed_label(label): i for i, label in enumerate(self.labels)}
+            names = [typed_label(v) for v in truth.tolist()]
+            bad = [v for v, n in zip(truth.tolist(), names, strict=True) if n not in index]
+            truth = np.asarray([index.get(n, -1) for n in names], dtype=np.int64)
         if len(bad):
             raise DataError(
                 f"y holds {bad[0]!r}, not one of the model's labels {list(self.labels)} "

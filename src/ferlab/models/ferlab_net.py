@@ -24,14 +24,19 @@ test time); any size from 32 upwards works because of the global pooling.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
+from ferlab.errors import FerlabError
 from ferlab.layers import create_attention
+from ferlab.layers.squeeze_excite import SqueezeExcite
 from ferlab.models._base import FERModel
 from ferlab.models._registry import register_model
 
-__all__ = ["FerlabNet", "ferlab_net"]
+__all__ = ["FerlabNet", "ferlab_net", "fold_se"]
 
 
 def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
@@ -49,6 +54,9 @@ class FerlabNet(FERModel):
         stages: convolution widths per stage; a 2×2 max-pool follows every stage but the last.
         se_stages: indices of the stages followed by a squeeze-and-excitation block.
         se_reduction: SE bottleneck reduction ratio.
+        se: ``False`` puts an identity where each SE block would be (the SE ablation): the
+            other layers keep their names, so an SE network's weights load into this one
+            (``model.init_from``), all but the SE blocks' own.
         drop_rate: dropout before the classifier.
     """
 
@@ -60,6 +68,7 @@ class FerlabNet(FERModel):
         stages: tuple[tuple[int, ...], ...] = ((32,), (64, 64), (128, 128, 128), (256, 256, 256)),
         se_stages: tuple[int, ...] = (2, 3),
         se_reduction: int = 16,
+        se: bool = True,
         drop_rate: float = 0.3,
     ) -> None:
         super().__init__()
@@ -72,7 +81,8 @@ class FerlabNet(FERModel):
                 layers += _conv_bn_relu(channels, width)
                 channels = width
             if i in se_stages:
-                layers.append(create_attention("se", channels, reduction=se_reduction))
+                gate = create_attention("se", channels, reduction=se_reduction)
+                layers.append(gate if se else nn.Identity())
             if i < len(stages) - 1:
                 layers.append(nn.MaxPool2d(2))
         self.features = nn.Sequential(*layers)
@@ -95,3 +105,32 @@ class FerlabNet(FERModel):
 def ferlab_net(**kwargs) -> FerlabNet:
     """ferlab's default architecture (about 1.9 M parameters at 1×44×44)."""
     return FerlabNet(**kwargs)
+
+
+def fold_se(network: FerlabNet, gates: Sequence[torch.Tensor]) -> FerlabNet:
+    """A copy of ``network`` without squeeze-and-excitation (as built with ``se=False``), each SE
+    block's gate replaced by a constant: ``gates[k]`` (C values in (0, 1), e.g. the block's mean
+    gate over training faces) scales the input channels of the next layer that mixes channels,
+    the convolution after the max-pool or the classifier after the global pooling. For constant
+    gates this is exact (max-pooling and average pooling commute with a positive per-channel
+    scale); the SE ablation starts from it instead of from gates simply removed.
+    """
+    out = copy.deepcopy(network)
+    blocks = [i for i, m in enumerate(out.features) if isinstance(m, SqueezeExcite)]
+    if len(blocks) != len(gates):
+        raise FerlabError(f"the network has {len(blocks)} SE blocks, got {len(gates)} gates")
+    linear = out.head[-1]
+    for i, gate in zip(blocks, gates, strict=True):
+        if gate.shape != (out.features[i].channels,) or not bool((gate > 0).all()):
+            raise FerlabError(f"SE block {i} needs {out.features[i].channels} gates in (0, 1)")
+        after = out.features[i + 1 :]
+        conv = next((m for m in after if isinstance(m, nn.Conv2d)), None)
+        between = after[: list(after).index(conv)] if conv is not None else after
+        if not all(isinstance(m, nn.MaxPool2d) for m in between):
+            raise FerlabError(f"cannot fold SE block {i}: a layer other than max-pooling follows")
+        target = conv if conv is not None else linear
+        with torch.no_grad():
+            shape = (1, -1, 1, 1) if target is conv else (1, -1)
+            target.weight.mul_(gate.to(target.weight.dtype).reshape(shape))
+        out.features[i] = nn.Identity()
+    return out

@@ -13,20 +13,18 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ferlab.labels import typed_label
 from ferlab.recognize.results import Face
 
 __all__ = ["annotate", "label_color"]
 
-# BGR colours of the FER2013 and FER+ emotions (the same colour for an emotion in both sets).
+# BGR colours of the emotions (ferlab's names; FER+'s spellings map to them).
 _COLORS: dict[str, tuple[int, int, int]] = {
     "angry": (40, 40, 220),
-    "anger": (40, 40, 220),
     "disgust": (40, 140, 40),
     "fear": (160, 60, 140),
     "happy": (30, 200, 250),
-    "happiness": (30, 200, 250),
     "sad": (200, 120, 30),
-    "sadness": (200, 120, 30),
     "surprise": (0, 140, 255),
     "neutral": (190, 190, 190),
     "contempt": (120, 120, 0),
@@ -35,8 +33,9 @@ _COLORS: dict[str, tuple[int, int, int]] = {
 
 def label_color(label: str) -> tuple[int, int, int]:
     """BGR colour of an emotion; labels of other classifiers get a stable colour of their own."""
-    if label in _COLORS:
-        return _COLORS[label]
+    name = typed_label(label)
+    if name in _COLORS:
+        return _COLORS[name]
     seed = sum(ord(c) * (i + 1) for i, c in enumerate(label))
     hue = np.uint8([[[seed % 180, 200, 230]]])
     b, g, r = cv2.cvtColor(hue, cv2.COLOR_HSV2BGR)[0, 0]
