@@ -4,8 +4,9 @@ Recognition runs on **worker threads**, outside the event loop, so the server ke
 connections, answering ``/health`` and dropping stale stream frames while frames are being
 processed. One worker per usable core by default (``ServeSettings.workers``): detection
 (OpenCV) and the network (PyTorch, one intra-op thread each under ``ferlab serve``) release
-the interpreter lock, so the workers run side by side. Each worker has a face detector of its
-own, because OpenCV's cascade detector keeps per-call state; the network is shared. Requests
+the interpreter lock, so the workers run side by side. OpenCV's cascades keep per-call state,
+so each thread scans with cascades of its own (the Haar detector keeps them per thread; other
+detectors are copied per worker); the network is shared. Requests
 wait for a worker in turn, at most ``max_pending`` of them (beyond that the service answers 503
 at once instead of building an ever longer queue).
 
