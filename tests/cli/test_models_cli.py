@@ -58,15 +58,31 @@ def test_models_shipped_lists_the_installed_weights(tmp_path, monkeypatch) -> No
         best = trained_checkpoint(tmp_path / "run", "engine_test_tiny", epochs=1, n=120)
         release_checkpoint(best, tmp_path / "default.pt", tta="flip")
         monkeypatch.setattr(ferlab.inference.shipped, "weights_dir", lambda: tmp_path)
-        result = runner.invoke(app, ["models", "--shipped", "--json"])
+        # Replaced weights fail the shipped digests on load, so their speed is not measured.
+        result = runner.invoke(app, ["models", "--shipped", "--no-speed", "--json"])
         assert result.exit_code == 0, result.output
         (row,) = json.loads(result.stdout)
         assert row["name"] == "default" and row["architecture"] == "engine_test_tiny"
         assert row["tta"] == "flip" and len(row["labels"]) == 7 and row["bytes"] > 0
-        table = runner.invoke(app, ["models", "--shipped"])
+        table = runner.invoke(app, ["models", "--shipped", "--no-speed"])
         assert table.exit_code == 0 and "engine_test_tiny" in table.stdout
     finally:
         unregister_tiny()
     monkeypatch.setattr(ferlab.inference.shipped, "weights_dir", lambda: tmp_path / "none")
     result = runner.invoke(app, ["models", "--shipped"])
     assert result.exit_code == 0 and "no shipped models" in result.stdout
+
+
+def test_models_shipped_measures_each_models_speed_here() -> None:
+    from ferlab.inference import shipped_models
+
+    if not shipped_models():
+        pytest.skip("no shipped models in this install (ferlab/weights/)")
+    result = runner.invoke(app, ["models", "--shipped", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == list(shipped_models())
+    for row in rows:
+        crops = {"none": 1, "flip": 2, "ten_crop": 10}[row["tta"]]
+        assert row["faces_per_s"] > 0 and row["runtime"].split("-")[0] in ("onnx", "torch")
+        assert row["crops_per_s"] == pytest.approx(row["faces_per_s"] * crops, rel=0.01)

@@ -64,6 +64,14 @@ SHIPPED: dict[str, ShippedModel] = {
         int8="ferplus.int8.onnx",
         int8_sha256="c560887b083b8c496feccd3f7fae70b1bb5c3e086b54df43aff2c974ec520a7c",
     ),
+    "fast": ShippedModel(
+        pt="fast.pt",
+        pt_sha256="7975122057c3cd0fdb6cd36c4c7b30b5034aaac09bf79cb08a204e7e8b281437",
+        onnx="fast.onnx",
+        onnx_sha256="328bb7cb05662aeb7acd9ae7ddd123ac2d7f478ce6f89188b234031dcc179543",
+        int8="fast.int8.onnx",
+        int8_sha256="b4fb7204076c2a1ea92d4cf2451776543f55722245631e3956d23b42de7ba48c",
+    ),
 }
 
 
