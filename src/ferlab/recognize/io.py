@@ -105,7 +105,7 @@ def _decode(source: Path | io.BytesIO, name: str | Path) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as image:
                 image.load()
-                image = ImageOps.exif_transpose(image)
+                ImageOps.exif_transpose(image, in_place=True)  # in place: no copy when upright
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(
             f"refused as a possible decompression bomb ({exc}); raise "
@@ -145,8 +145,9 @@ def _pil_to_bgr(image) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Image, importe
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
     else:
-        rgb = np.asarray(image.convert("RGB"))
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+        # convert() copies even an RGB image; a strided channel flip costs more than cvtColor.
+        rgb = np.asarray(image if mode == "RGB" else image.convert("RGB"))
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
 
 
 def _gray_to_bgr(gray: np.ndarray) -> np.ndarray:
