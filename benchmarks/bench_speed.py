@@ -398,7 +398,9 @@ RUNTIME_NAMES = {
 
 
 def accuracy_lines(models: list[str]) -> list[str]:
-    """The runtime record of the measured models (``scripts/measure_runtimes.py``) as a table."""
+    """The runtime record of the measured models (``scripts/measure_runtimes.py``) as a table:
+    accuracy under each test-time augmentation measured and the one-thread crops/s recorded
+    with it (– where a record lacks one)."""
     from ferlab.inference.runtimes import runtime_record
 
     records = {name: runtime_record(name) for name in models}
@@ -407,24 +409,34 @@ def accuracy_lines(models: list[str]) -> list[str]:
         return []
     lines = [
         "",
-        "Accuracy of each runtime (`scripts/measure_runtimes.py`, recorded in "
-        "`src/ferlab/weights/runtimes.json`; FER2013 PublicTest, the validation split, under each "
-        "model's labels). `load_model` takes int8 or bf16 by default only where every difference "
-        "to PyTorch fp32 is within 0.1 point:",
+        "Accuracy and one-thread speed of each runtime (`scripts/measure_runtimes.py`, recorded "
+        "in `src/ferlab/weights/runtimes.json`; FER2013 PublicTest, the validation split, under "
+        "each model's labels; crops/s on one thread without TTA, one face per call and 256 per "
+        "call, the runtimes taking turns in one run, best of its rounds). `load_model` takes "
+        "int8 or bf16 by default only where every difference to PyTorch fp32 is within 0.1 point:",
         "",
-        "| model | runtime | TTA none | Δ | ten-crop | Δ | faces | measured on |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
+        "| model | runtime | TTA none | Δ | ten-crop | Δ | crops/s, 1 per call | 256 per call "
+        "| faces | measured on |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, r in records.items():
         ref = r["accuracy"]["torch-fp32"]
+        speed = r.get("speed", {})
+        by_batch = speed.get("crops_per_s_by_batch", {})
+        load = speed.get("load_average")
+        where = f"{r['cpu']}, {r['measured']}" + (f", load average {load}" if load else "")
         for key, acc in r["accuracy"].items():
             cells = " | ".join(  # a model records only the TTAs measured for it (fast: none)
                 f"{acc[t]:.2f} % | {acc[t] - ref[t]:+.2f}" if t in acc else "– | –"
                 for t in ("none", "ten_crop")
             )
+            rates = " | ".join(
+                f"{by_batch[b][key]:,.0f}" if key in by_batch.get(b, {}) else "–"
+                for b in ("1", "256")
+            )
             lines.append(
-                f"| `{name}` | {RUNTIME_NAMES.get(key, key)} | {cells} | {r['faces']:,} | "
-                f"{r['cpu']}, {r['measured']} |"
+                f"| `{name}` | {RUNTIME_NAMES.get(key, key)} | {cells} | {rates} | "
+                f"{r['faces']:,} | {where} |"
             )
     return lines
 
