@@ -10,6 +10,11 @@ offer, fastest first (docs/benchmarks.md, "ONNX Runtime and int8" and "Speed aga
    (AVX-512 BF16 or AMX), where it is about twice fp32's speed (on others it is slower);
 4. ``torch`` / ``fp32``.
 
+The order holds one face per call (video frames, photos), where PyTorch's per-call cost
+dominates. With 256 faces per call PyTorch bf16 can lead on a CPU with AMX (the speeds in
+``weights/runtimes.json``: ``fast`` 6,367 crops/s on one thread against ONNX Runtime fp32's
+4,217, but 730 against 3,234 one face per call), so ``precision="bf16"`` is for large batches.
+
 The reduced precisions (int8, bf16) change a few near-tied decisions, so they are candidates
 only for a shipped model whose record in ``weights/runtimes.json`` shows FER2013 PublicTest
 accuracy (its validation split) within :data:`MAX_DROP` point of PyTorch fp32, under every
