@@ -34,7 +34,7 @@ WEIGHTS = ROOT / "src" / "ferlab" / "weights"
 TABLE = ROOT / "src" / "ferlab" / "inference" / "shipped.py"
 CARD = ROOT / "docs" / "models.md"
 TTAS = ("none", "flip", "ten_crop")
-#: Names a run can be released as: the shipped models and those planned (issue 19's ``fast``).
+#: Names a run can be released as (each gets its table entry on its first release).
 RELEASABLE = ("default", "ferplus", "fast")
 
 

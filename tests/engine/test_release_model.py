@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +71,8 @@ def test_release_ships_weights_onnx_twin_and_card(tiny_model, tmp_path):
 
 
 def test_release_as_a_new_shipped_name_adds_its_table_entry(tiny_model, tmp_path):
-    """``fast`` is not shipped until its run is released: the release writes its table entry,
-    and the card says what it was distilled from."""
+    """A name of the releasable ones that the table lacks (``fast`` before it shipped) gets its
+    entry written by the release, and the card says what it was distilled from."""
     csv = write_synthetic_csv(tmp_path / "fer.csv")
     teacher = train(
         recipe_from_dict(
@@ -97,14 +98,22 @@ def test_release_as_a_new_shipped_name_adds_its_table_entry(tiny_model, tmp_path
     card = tmp_path / "models.md"
     card.write_text("# Models\n")
     weights, table = tmp_path / "weights", tmp_path / "shipped.py"
-    table.write_text(Path(shipped_module.__file__).read_text())
+    # The table as it was before ``fast`` shipped: its entry removed.
+    before = re.sub(
+        r'\n    "fast": ShippedModel\(.*?\n    \),',
+        "",
+        Path(shipped_module.__file__).read_text(),
+        flags=re.S,
+    )
+    assert '"fast"' not in before
+    table.write_text(before)
     argv = [str(run), "fast", "--weights-dir", str(weights), "--card", str(card)]
     _script().main([*argv, "--table", str(table)])
 
     namespace: dict = {}
     exec(compile(table.read_text(), str(table), "exec"), namespace)
     recorded = namespace["SHIPPED"]
-    assert list(recorded) == [*shipped_module.SHIPPED, "fast"]
+    assert list(recorded) == [*(n for n in shipped_module.SHIPPED if n != "fast"), "fast"]
     assert recorded["fast"].pt_sha256 == shipped_module.file_sha256(weights / "fast.pt")
     assert recorded["fast"].onnx_sha256 == shipped_module.file_sha256(weights / "fast.onnx")
     assert recorded["default"].digests() == shipped_module.SHIPPED["default"].digests()
