@@ -9,6 +9,9 @@ import pytest
 
 import ferlab.inference.runtimes as runtimes
 
+# bench_speed imports the benchmark helpers, which need the training code (PyTorch).
+pytest.importorskip("torch")
+
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 RECORDS = {
