@@ -42,12 +42,10 @@ from shift_suite import DATA, sample
 import ferlab
 from ferlab.data import load_dataset
 from ferlab.engine.shifts import SHIFT_NAMES, plot_results, run_shift_suite
-from ferlab.inference import TTA_CHOICES
+from ferlab.inference import TTA_CHOICES, TTA_VIEWS
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Default test-time augmentation"
-#: Network inputs per face under each TTA (its cost relative to ``none``).
-VIEWS = {"none": 1, "flip": 2, "ten_crop": 10}
 SHIFTED = [n for n in SHIFT_NAMES if n != "clean"]
 
 
@@ -76,7 +74,7 @@ def compare(results: dict[str, dict[str, dict]], seed: int) -> dict[str, dict[st
         for tta, r in by_tta.items():
             clean, shifted = per_face_scores(r)
             out[model][tta] = {
-                "views": VIEWS.get(tta),
+                "views": TTA_VIEWS.get(tta),
                 "clean": float(clean.mean()),
                 "mean": float(shifted.mean()),
                 "shifts": {n: r["shifts"][n]["accuracy"] for n in SHIFT_NAMES},

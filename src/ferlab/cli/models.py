@@ -28,7 +28,7 @@ def faces_per_second(name: str) -> dict:
 
     import numpy as np
 
-    from ferlab.inference import load_model
+    from ferlab.inference import TTA_VIEWS, load_model
 
     model = load_model(name)
     faces = np.random.default_rng(0).integers(0, 256, (SPEED_FACES, 48, 48), dtype=np.uint8)
@@ -36,11 +36,10 @@ def faces_per_second(name: str) -> dict:
     start = time.perf_counter()
     model.predict_proba(faces)
     rate = SPEED_FACES / (time.perf_counter() - start)
-    crops = {"none": 1, "flip": 2, "ten_crop": 10}[model.tta]
     return {
         "runtime": f"{model.runtime}-{model.precision}",
         "faces_per_s": round(rate, 1),
-        "crops_per_s": round(rate * crops, 1),
+        "crops_per_s": round(rate * TTA_VIEWS[model.tta], 1),
     }
 
 

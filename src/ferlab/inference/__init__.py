@@ -16,7 +16,13 @@ Nothing imported here loads PyTorch or ONNX Runtime; the backends load them when
 
 from ferlab.inference.load import LOAD_PRECISIONS, RUNTIMES, load_model, torch_installed
 from ferlab.inference.model import PRECISIONS, EmotionModel, gray_faces
-from ferlab.inference.preprocess import STREAM_TTA, TTA_CHOICES, Preprocess, resolve_tta
+from ferlab.inference.preprocess import (
+    STREAM_TTA,
+    TTA_CHOICES,
+    TTA_VIEWS,
+    Preprocess,
+    resolve_tta,
+)
 from ferlab.inference.shipped import SHIPPED, model_file, shipped_models
 
 __all__ = [
@@ -26,6 +32,7 @@ __all__ = [
     "SHIPPED",
     "STREAM_TTA",
     "TTA_CHOICES",
+    "TTA_VIEWS",
     "EmotionModel",
     "Preprocess",
     "gray_faces",

@@ -22,6 +22,7 @@ from ferlab.errors import UnknownNameError
 __all__ = [
     "STREAM_TTA",
     "TTA_CHOICES",
+    "TTA_VIEWS",
     "Preprocess",
     "check_tta",
     "equalize_hist",
@@ -31,6 +32,8 @@ __all__ = [
 #: ``none``: the centre crop; ``flip``: and its mirror; ``ten_crop``: four corner crops and the
 #: centre crop, each also mirrored (10 network inputs per face).
 TTA_CHOICES = ("none", "flip", "ten_crop")
+#: Network inputs per face under each TTA: its cost relative to ``none``.
+TTA_VIEWS = {"none": 1, "flip": 2, "ten_crop": 10}
 
 #: TTA of tracked video and camera frames when none is chosen: per-track smoothing already
 #: averages each face over frames, and one input per face instead of ten doubles the frame rate
