@@ -55,12 +55,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from bench_recognize import PRIVATE_TEST_START, backgrounds, paste, read_faces
+from bench_recognize import PRIVATE_TEST_START, backgrounds, match_pasted, paste, read_faces
 from doc_section import machine, write_doc_section
 from rich.console import Console
 from rich.progress import track
-
-from ferlab.recognize.detect import iou
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Speed against fer"
@@ -207,10 +205,10 @@ def make_folder(folder: Path, faces: np.ndarray, n: int) -> tuple[Path, dict[str
 
 
 def found_faces(boxes: dict[str, list], truth: dict[str, list[int]]) -> dict[str, int]:
-    """Photos whose face was found (a box with IoU > 0.4 with the pasted one) and the other
-    boxes reported (false positives), from the boxes reported per file name."""
-    found = sum(any(iou(b, truth[f]) > 0.4 for b in bs) for f, bs in boxes.items())
-    return {"faces": found, "other_boxes": sum(map(len, boxes.values())) - found}
+    """Photos whose face was found and the boxes that found none (false positives), from the
+    boxes reported per file name (:func:`bench_recognize.match_pasted`)."""
+    matches = [match_pasted(bs, truth[f]) for f, bs in boxes.items()]
+    return {"faces": sum(m[0] for m in matches), "other_boxes": sum(m[1] for m in matches)}
 
 
 def make_video(path: Path, faces: np.ndarray, minutes: float) -> Path:

@@ -59,6 +59,30 @@ def test_a_tta_is_chosen_only_when_it_raises_the_suite_beyond_noise(script):
     assert len(lines) == 2 + 2 + 2 + 1  # header, rows of m and b, one difference row (none)
 
 
+def test_the_cheapest_tta_within_noise_of_the_best_is_chosen(script):
+    rng = np.random.default_rng(1)
+    base = rng.random(400) < 0.6
+    gain = base | (rng.random(400) < 0.3)
+    a_little_more = gain.copy()  # ten-crop: right on 4 faces flip misses, wrong on 2 it gets
+    a_little_more[np.flatnonzero(~gain)[:4]] = True
+    a_little_more[np.flatnonzero(gain)[:2]] = False
+    results = {
+        "m": {
+            "none": _result(base, base),
+            "flip": _result(base, gain),
+            "ten_crop": _result(base, a_little_more),
+        }
+    }
+    rows = script.compare(results, seed=0)["m"]
+    assert rows["ten_crop"]["mean"] > rows["flip"]["mean"]
+    assert rows["flip"]["mean_vs_ci"]["ten_crop"][1] >= 0  # not measurably below
+    decision = script.choose(rows)
+    assert decision["tta"] == "flip" and "within noise of `ten_crop`" in decision["why"]
+    # Far better than flip beyond noise: the extra views are worth it.
+    results["m"]["flip"] = _result(base, base | (rng.random(400) < 0.05))
+    assert script.choose(script.compare(results, seed=0)["m"])["tta"] == "ten_crop"
+
+
 def test_the_script_runs_side_by_side_on_publictest_only(script, tiny_model, tmp_path, monkeypatch):
     csv = write_synthetic_csv(tmp_path / "fer.csv", n=120)
     ckpt = trained_checkpoint(tmp_path / "run", tiny_model, epochs=1, n=120)

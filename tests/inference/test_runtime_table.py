@@ -73,3 +73,13 @@ def test_the_table_shows_each_tta_measured_and_the_speeds(script, monkeypatch):
 def test_no_record_no_table(script, monkeypatch):
     monkeypatch.setattr(runtimes, "runtime_record", lambda name: {})
     assert script.accuracy_lines(["a"]) == []
+
+
+def test_found_faces_match_the_pasted_face_and_count_the_rest_as_false(script):
+    truth = {"a.jpg": [12, 10, 50, 50], "b.jpg": [0, 0, 40, 40], "c.jpg": [5, 5, 30, 30]}
+    boxes = {
+        "a.jpg": [(10, 10, 50, 50), (200, 200, 30, 30)],  # the face and a false box
+        "b.jpg": [(100, 100, 40, 40)],  # a box elsewhere only
+        "c.jpg": [],
+    }
+    assert script.found_faces(boxes, truth) == {"faces": 1, "other_boxes": 2}
