@@ -190,6 +190,12 @@ def main() -> None:
     parser.add_argument("model", help="shipped name or checkpoint (.pt / .onnx)")
     parser.add_argument("--baseline", default="default", help="'none' for no baseline")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--ferplus",
+        type=Path,
+        default=None,
+        help="FER+ votes (fer2013new.csv): score FER+ majority labels, for 8-class models",
+    )
     parser.add_argument("--limit", type=int, default=None, help="PublicTest faces (seeded)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tta", nargs="+", default=list(TTA_CHOICES), choices=TTA_CHOICES)
@@ -203,7 +209,13 @@ def main() -> None:
         parser.error("--limit must be at least 2 faces")
     load = os.getloadavg()[0]
     torch.set_num_threads(args.torch_threads)
-    data = load_dataset(args.data, progress=False)
+    if args.ferplus is None:
+        data = load_dataset(args.data, progress=False)
+    else:
+        data = load_dataset(
+            args.data, ferplus=args.ferplus, labels="ferplus-majority", progress=False
+        )
+    args.labels = "FER2013" if args.ferplus is None else "FER+ (majority labels)"
     part = sample(data.subset("val"), args.limit, args.seed)  # PublicTest only, never test
     specs = [args.model] + ([] if args.baseline == "none" else [args.baseline])
     results: dict[str, dict[str, dict]] = {}
@@ -235,11 +247,12 @@ def main() -> None:
     figure = plot_results(
         {f"{m} ({t})": results[m][t] for m in results for t in results[m]},
         img if args.write else out / "choose_tta.png",
-        f"Shift suite by test-time augmentation, FER2013 PublicTest ({len(part)} faces)",
+        f"Shift suite by test-time augmentation, {args.labels} PublicTest ({len(part)} faces)",
     )
     command = "python benchmarks/choose_tta.py " + " ".join(
         [args.model, f"--baseline {args.baseline}", f"--seed {args.seed}"]
         + ([f"--limit {args.limit}"] if args.limit else [])
+        + ([f"--ferplus {args.ferplus}"] if args.ferplus else [])
     )
     doc = report(args, summary, decisions, command, len(part), load, figure)
     record = {
@@ -274,9 +287,9 @@ def report(args, summary, decisions, command, n, load, figure: Path) -> list[str
         SECTION,
         "",
         f"Script: `{command}`. Measured {dt.date.today().isoformat()} on {machine(load)}, "
-        f"{args.torch_threads} torch thread(s). FER2013 PublicTest, {n} faces (PrivateTest is "
-        "not read); accuracy in %, every model and TTA on the same seeded faces and shifted "
-        "images. *shift mean*: mean over the twelve shifted columns of the suite "
+        f"{args.torch_threads} torch thread(s). {args.labels} PublicTest, {n} faces "
+        "(PrivateTest is not read); accuracy in %, every model and TTA on the same seeded "
+        "faces and shifted images. *shift mean*: mean over the twelve shifted columns of the suite "
         "(`src/ferlab/engine/shifts.py`); Δ vs none: the same model without TTA, with the 95 % "
         "paired bootstrap interval over faces; views: network inputs per face.",
         "",

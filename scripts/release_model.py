@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,12 +80,11 @@ def _check_size(path: Path) -> None:
         sys.exit(f"{path}: {size / 1e6:.1f} MB is over the {MAX_BYTES / 1e6:.0f} MB limit")
 
 
-def _val_by_tta(checkpoint: Path, recipe: dict) -> dict[str, dict]:
+def _recipe_data(recipe: dict):
     from ferlab.data import load_dataset
-    from ferlab.engine.evaluate import evaluate_checkpoint
 
     d = recipe["data"]
-    data = load_dataset(
+    return load_dataset(
         d["path"],
         ferplus=d["ferplus"],
         labels=d["labels"],
@@ -92,7 +92,16 @@ def _val_by_tta(checkpoint: Path, recipe: dict) -> dict[str, dict]:
         seed=recipe["train"]["seed"],
         progress=False,
     )
-    return {t: evaluate_checkpoint(checkpoint, data, split="val", tta=t) for t in TTAS}
+
+
+def _derived_from(weights: Path, best: Path) -> bool:
+    """Whether ``weights`` is the run's ``best.pt`` or written from it by scripts/fold_se.py."""
+    from ferlab.engine.checkpoint import file_sha256, read_checkpoint
+
+    if weights.resolve() == best.resolve():
+        return True
+    folded = read_checkpoint(weights).get("folded_se") or {}
+    return folded.get("sha256") == file_sha256(best)
 
 
 def _pct(x: float) -> str:
@@ -109,14 +118,26 @@ def card_section(
 ) -> list[str]:
     test = m["test"]
     hours = m["train_time_s"] / 3600
+    evaluated = (
+        f"the test split was evaluated once, from that checkpoint, with the test-time "
+        f"augmentation the recipe fixed beforehand (`{m['tta']}`"
+    )
+    if "shipped_test" in m:
+        # What ships differs from what the run evaluated (folded SE gates, or a TTA chosen after).
+        shipped = m["shipped_test"]
+        evaluated += (
+            f": {_pct(test['accuracy'])}). {shipped['why']} The test split was evaluated once "
+            f"more for what ships, at release: the test row below (`{shipped['tta']}`)."
+        )
+        test = shipped
+    else:
+        evaluated += ")."
     lines = [
         f"## Measured: `{name}`",
         "",
         f"Written by `scripts/release_model.py` from the run's `metrics.json` (recipe "
         f"`recipes/{m['name']}.yaml`). Selected on the validation split (best epoch "
-        f"{m['best_epoch']:g} of {m['epochs']:g}, EMA weights); the test split was evaluated "
-        f"once, from that checkpoint, with the test-time augmentation the recipe fixed "
-        f"beforehand (`{m['tta']}`).",
+        f"{m['best_epoch']:g} of {m['epochs']:g}, EMA weights); {evaluated}",
         "",
         "| split | images | TTA | accuracy | macro-F1 |",
         "|---|---:|---|---:|---:|",
@@ -125,8 +146,9 @@ def card_section(
         lines.append(
             f"| val (PublicTest) | {r['n']} | {tta} | {_pct(r['accuracy'])} | {r['macro_f1']:.4f} |"
         )
+    test_tta = test.get("tta", m["tta"])
     lines += [
-        f"| **test (PrivateTest)** | {test['n']} | {m['tta']} | **{_pct(test['accuracy'])}** | "
+        f"| **test (PrivateTest)** | {test['n']} | {test_tta} | **{_pct(test['accuracy'])}** | "
         f"{test['macro_f1']:.4f} |",
         "",
         "Per class on the test split (recall):",
@@ -171,9 +193,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--card", type=Path, default=CARD, help="figures go to img/models/ beside it"
     )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="the network to ship (default: RUN/best.pt), e.g. its SE-folded twin "
+        "(scripts/fold_se.py)",
+    )
+    parser.add_argument(
+        "--tta",
+        choices=TTAS,
+        default=None,
+        help="the TTA it runs by default, chosen on PublicTest and the shift suite "
+        "(benchmarks/choose_tta.py); default: the one the recipe evaluated the test split with",
+    )
+    parser.add_argument(
+        "--why", default="", help="one sentence for the model card: why --weights / --tta differ"
+    )
     args = parser.parse_args(argv)
 
     from ferlab.engine.checkpoint import read_checkpoint, release_checkpoint
+    from ferlab.engine.evaluate import evaluate_checkpoint
     from ferlab.export import export_onnx
     from ferlab.inference import SHIPPED
 
@@ -185,9 +225,25 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"{metrics_path}: not found; is the run finished?")
     m = json.loads(metrics_path.read_text())
     best = args.run / "best.pt"
-    source = read_checkpoint(best)
+    weights = args.weights or best
+    if not _derived_from(weights, best):
+        sys.exit(f"{weights}: neither {best} nor written from it by scripts/fold_se.py")
+    source = read_checkpoint(weights)
     recipe = source["recipe"]
-    val = _val_by_tta(best, recipe)
+    data = _recipe_data(recipe)
+    val = {t: evaluate_checkpoint(weights, data, split="val", tta=t) for t in TTAS}
+    tta = args.tta or m["tta"]
+    figures_from = args.run
+    if weights != best or tta != m["tta"]:
+        if not args.why:
+            sys.exit("--weights or --tta differ from what the run evaluated: say why (--why)")
+        # What ships is not what the run evaluated once: evaluate it once, for the card.
+        figures_from = Path(tempfile.mkdtemp(prefix="release-"))
+        shipped = evaluate_checkpoint(weights, data, split="test", tta=tta, out_dir=figures_from)
+        if (args.run / "curves.png").is_file():
+            shutil.copyfile(args.run / "curves.png", figures_from / "curves.png")
+        shipped.pop("checkpoint")
+        m = {**m, "shipped_test": {**shipped, "why": args.why}}
 
     args.weights_dir.mkdir(parents=True, exist_ok=True)
     pt = args.weights_dir / f"{args.name}.pt"
@@ -195,10 +251,10 @@ def main(argv: list[str] | None = None) -> None:
     for path in (pt, onnx):
         path.unlink(missing_ok=True)
     release_checkpoint(
-        best,
+        weights,
         pt,
-        tta=m["tta"],
-        metrics={"val": val[m["tta"]], "test": m["test"], "tta": m["tta"]},
+        tta=tta,
+        metrics={"val": val[tta], "test": m.get("shipped_test", m["test"]), "tta": tta},
         training={
             k: m[k]
             for k in ("epochs", "steps", "best_epoch", "train_time_s", "cpu_time_s", "precision")
@@ -214,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     figures = args.card.parent / "img" / "models"
     figures.mkdir(parents=True, exist_ok=True)
     for fig in ("confusion_test", "curves", "misclassified_test"):
-        src = args.run / f"{fig}.png"
+        src = figures_from / f"{fig}.png"
         if src.is_file():
             shutil.copyfile(src, figures / f"{args.name}_{fig}.png")
     sizes = {"pt": pt.stat().st_size, "onnx": onnx.stat().st_size}
@@ -222,7 +278,8 @@ def main(argv: list[str] | None = None) -> None:
     write_section(lines, args.card)
     _record_digests(args.name, pt, onnx, args.table)
     summary = {t: round(v["accuracy"], 4) for t, v in val.items()}
-    print(json.dumps({"weights": str(pt), "val": summary, "test": m["test"]["accuracy"]}))
+    test = m.get("shipped_test", m["test"])["accuracy"]
+    print(json.dumps({"weights": str(pt), "val": summary, "test": test, "tta": tta}))
 
 
 if __name__ == "__main__":

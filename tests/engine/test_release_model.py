@@ -120,3 +120,39 @@ def test_release_as_a_new_shipped_name_adds_its_table_entry(tiny_model, tmp_path
     text = card.read_text()
     assert "## Measured: `fast`" in text and "Distilled from `best.pt`" in text
     assert "flip probabilities" in text and "make 0.6 of each target" in text
+
+
+def test_release_with_a_tta_chosen_after_the_run_evaluates_the_test_split_for_it(
+    tiny_model, tmp_path
+):
+    csv = write_synthetic_csv(tmp_path / "fer.csv")
+
+    def run(name: str) -> Path:
+        recipe = {
+            "model": {"name": tiny_model},
+            "data": {"path": str(csv), "crop": 44, "cache_dir": str(tmp_path / "cache")},
+            "train": {"epochs": 1, "batch_size": 32},
+            "eval": {"tta": "none"},
+        }
+        return train(recipe_from_dict(recipe), out_dir=tmp_path / name).out_dir
+
+    first, other = run("run"), run("other")
+    card = tmp_path / "models.md"
+    card.write_text("# Models\n")
+    table = tmp_path / "shipped.py"
+    table.write_text(Path(shipped_module.__file__).read_text())
+    argv = [str(first), "default", "--weights-dir", str(tmp_path / "w"), "--card", str(card)]
+    argv += ["--table", str(table)]
+    with pytest.raises(SystemExit, match="neither"):  # weights of another run
+        _script().main([*argv, "--weights", str(other / "best.pt")])
+    with pytest.raises(SystemExit, match="--why"):
+        _script().main([*argv, "--tta", "flip"])
+    assert not (tmp_path / "w").exists()  # refused before anything was written
+
+    _script().main([*argv, "--tta", "flip", "--why", "Flip was chosen on PublicTest."])
+    shipped = read_checkpoint(tmp_path / "w" / "default.pt")
+    assert shipped["tta"] == "flip" and shipped["metrics"]["test"]["tta"] == "flip"
+    assert shipped["metrics"]["val"]["tta"] == "flip" and shipped["metrics"]["test"]["n"] > 0
+    text = card.read_text()
+    assert "Flip was chosen on PublicTest. The test split was evaluated once more" in text
+    assert "| **test (PrivateTest)** |" in text and "| flip | **" in text
