@@ -36,10 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from doc_section import machine, write_doc_section
-from shift_suite import DATA, sample
+from shift_suite import DATA, SHIFTED, paired_interval, per_face_scores, sample
 
 import ferlab
 from ferlab.data import load_dataset
@@ -48,23 +47,6 @@ from ferlab.inference import TTA_CHOICES, TTA_VIEWS
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Default test-time augmentation"
-SHIFTED = [n for n in SHIFT_NAMES if n != "clean"]
-
-
-def per_face_scores(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Per face: correct on the plain face (0/1), and the share of the shifted columns it is
-    classified correctly in (whose mean over faces is the suite's mean)."""
-    cols = result["shifts"]
-    clean = cols["clean"]["correct"].astype(np.float64)
-    shifted = np.mean([cols[n]["correct"] for n in SHIFTED], axis=0)
-    return clean, shifted
-
-
-def paired_interval(diff: np.ndarray, seed: int, rounds: int = 2000) -> tuple[float, float]:
-    """95 % bootstrap interval of the mean of per-face differences (faces resampled)."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (rounds, len(diff)))].mean(1)
-    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def compare(results: dict[str, dict[str, dict]], seed: int) -> dict[str, dict[str, dict]]:
