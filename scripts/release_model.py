@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from ferlab.engine.checkpoint import read_checkpoint, release_checkpoint
+    from ferlab.engine.checkpoint import load_checkpoint, read_checkpoint, release_checkpoint
     from ferlab.engine.evaluate import evaluate_checkpoint
     from ferlab.export import export_onnx
     from ferlab.inference import SHIPPED
@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> None:
         if (args.run / "curves.png").is_file():
             shutil.copyfile(args.run / "curves.png", figures_from / "curves.png")
         shipped.pop("checkpoint")
-        m = {**m, "shipped_test": {**shipped, "why": args.why}}
+        network, _ = load_checkpoint(weights)
+        params = sum(p.numel() for p in network.parameters())
+        m = {**m, "params": params, "shipped_test": {**shipped, "why": args.why}}
 
     args.weights_dir.mkdir(parents=True, exist_ok=True)
     pt = args.weights_dir / f"{args.name}.pt"
