@@ -99,6 +99,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("models", nargs="+", help="shipped model names")
     parser.add_argument("--data", type=Path, default=ROOT / ".." / "shared" / "datasets")
+    parser.add_argument(
+        "--calibration-faces",
+        type=int,
+        default=1024,
+        help="Training faces that calibrate the int8 ranges (recorded in the file)",
+    )
     args = parser.parse_args()
 
     from ferlab.export import export_onnx
@@ -116,6 +122,7 @@ def main() -> None:
             dynamic_batch=True,
             int8="static",
             calibration=args.data / "fer2013" / "fer2013.csv.gz",
+            calibration_size=args.calibration_faces,
             progress=True,
         )
         print(f"{name}: int8 twin {report['bytes'] / 1e6:.2f} MB", flush=True)
@@ -141,6 +148,7 @@ def main() -> None:
             "labels": label_mode,
             "measured": dt.date.today().isoformat(),
             "cpu": cpu_name(),
+            "calibration_faces": args.calibration_faces,
             "accuracy": accuracy,
             "speed": {
                 "threads": 1,

@@ -19,8 +19,9 @@ FER2013_LABELS, FERPLUS_LABELS = FER2013_CLASSES, FERPLUS_CLASSES
 #: Fixed PrivateTest sample: its first rows, in file order (not chosen by outcome).
 SAMPLE_SIZE = 1000
 #: Accuracy the shipped default model must reach on that sample without test-time augmentation:
-#: a floor a few points below what the released weights score there (67.8 %).
-DEFAULT_MIN_ACCURACY = 0.64
+#: a floor a few points below what the released weights score there (68.6 %; other CPUs' kernels
+#: move it by tenths of a point).
+DEFAULT_MIN_ACCURACY = 0.65
 #: The same for the FER+ model on the first 1,000 majority-labelled PrivateTest faces (86.8 %).
 FERPLUS_MIN_ACCURACY = 0.83
 #: The same for the fast model, distilled from the default one, without TTA (67.0 %).

@@ -50,11 +50,11 @@ class ShippedModel:
 SHIPPED: dict[str, ShippedModel] = {
     "default": ShippedModel(
         pt="default.pt",
-        pt_sha256="a28567fcb6ad24aee736203f2c87f7552833f4fc91c8d39dfb151e69d13a0b6b",
+        pt_sha256="d0c52376de71ade650ded46b550502dbe350fe06031273bd0c23c3d03b078f6a",
         onnx="default.onnx",
-        onnx_sha256="54d418bfe2337bdcacbda3ef525f4a68e6e04c532d6ea98c5f7a168cc9573afb",
+        onnx_sha256="53632958ba0d92a6ff1d94e2b89c6879344438b18361f013f8d21873edfec517",
         int8="default.int8.onnx",
-        int8_sha256="4ddacdb09b7bccc5bac78aaa584a91261adfd83e8bce8540f12b55c0e6c52f30",
+        int8_sha256="db248a0b3d3c8d67e96a7f3ca7b8364d8b91eb3244f312dc6ba630198b57af1a",
     ),
     "ferplus": ShippedModel(
         pt="ferplus.pt",
