@@ -22,8 +22,8 @@ SAMPLE_SIZE = 1000
 #: a floor a few points below what the released weights score there (68.6 %; other CPUs' kernels
 #: move it by tenths of a point).
 DEFAULT_MIN_ACCURACY = 0.65
-#: The same for the FER+ model on the first 1,000 majority-labelled PrivateTest faces (86.8 %).
-FERPLUS_MIN_ACCURACY = 0.83
+#: The same for the FER+ model on the first 1,000 majority-labelled PrivateTest faces (85.2 %).
+FERPLUS_MIN_ACCURACY = 0.82
 #: The same for the fast model, distilled from the default one, without TTA (67.0 %).
 FAST_MIN_ACCURACY = 0.63
 
@@ -134,6 +134,12 @@ def test_ferplus_accuracy_on_real_private_test_faces(
     pred = ferplus_model.predict_proba(data.images.numpy()[test]).argmax(1)
     accuracy = float((pred == data.labels.numpy()[test]).mean())
     assert accuracy >= FERPLUS_MIN_ACCURACY, f"{accuracy:.3f} on {len(test)} FER+ test faces"
+    # Contempt is said (issue 18): 4 of the 16 PrivateTest contempt faces without TTA where the
+    # weights were released; at least one on any CPU.
+    contempt = FERPLUS_LABELS.index("contempt")
+    faces = np.flatnonzero((data.split.numpy() == 2) & (data.labels.numpy() == contempt))
+    said = ferplus_model.predict_proba(data.images.numpy()[faces]).argmax(1) == contempt
+    assert said.any(), f"contempt said for none of {len(faces)} contempt faces"
 
 
 def test_astronaut_photo_is_happy_end_to_end(default_model):

@@ -58,11 +58,11 @@ SHIPPED: dict[str, ShippedModel] = {
     ),
     "ferplus": ShippedModel(
         pt="ferplus.pt",
-        pt_sha256="fc1ceacc4a3dbf545b178296e986a193f407d3e5266f6387a579bfc6a8cdf96d",
+        pt_sha256="b04eefdc7f2a5b278ed6fab3e9efd7f5012d4c1a272089b42f139799d9e7296e",
         onnx="ferplus.onnx",
-        onnx_sha256="d0263da3e8ee21172ee86446de99964e4a285ad72ce8129ee6cfcad70dce5511",
+        onnx_sha256="9a261fe3d6fef9662a89cfa8b8376706ff7721268d825060109d526dad8f41ff",
         int8="ferplus.int8.onnx",
-        int8_sha256="c560887b083b8c496feccd3f7fae70b1bb5c3e086b54df43aff2c974ec520a7c",
+        int8_sha256="71190c46a720ba734f7b7044a76f961b349d027ee5bd610e14b2adb9f07533da",
     ),
     "fast": ShippedModel(
         pt="fast.pt",
