@@ -98,9 +98,8 @@ def main() -> None:
                 f"--seed {args.seed} --repeats {args.repeats}"
                 + (f" --pixels {' '.join(args.pixels)}" if args.pixels is not None else "")
                 + f"`. Measured {dt.date.today().isoformat()} on {machine(load)}, "
-                f"{args.torch_threads} torch thread(s). Model: `{args.model}` (the shipped model "
-                "of today, not yet the issue-18 candidate), centre view, no TTA; "
-                f"{args.faces} seeded PublicTest faces; maps explain the predicted class.",
+                f"{args.torch_threads} torch thread(s). Model: `{args.model}`, centre view, "
+                f"no TTA; {args.faces} seeded PublicTest faces; maps explain the predicted class.",
                 "",
                 "Deleted pixels take the face's mean input value. Deletion score: the area under "
                 "the explained class's probability as 0-50 % of the input pixels are deleted "
