@@ -9,13 +9,16 @@ The decoded-array cache goes to a per-session temporary folder, so no test write
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib.util
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 DATASETS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,6 +28,21 @@ def _session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pat
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FERLAB_CACHE_DIR", str(cache))
         yield cache
+
+
+@pytest.fixture
+def benchmark_script(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], ModuleType]:
+    """Load ``benchmarks/<name>.py`` as a module, its folder on ``sys.path`` for its own
+    imports (the scripts share helpers such as ``doc_section``)."""
+
+    def load(name: str) -> ModuleType:
+        monkeypatch.syspath_prepend(str(BENCHMARKS))
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

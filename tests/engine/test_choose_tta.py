@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,16 +11,10 @@ from engine_helpers import trained_checkpoint, write_synthetic_csv
 
 from ferlab.engine.shifts import SHIFT_NAMES
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture
-def script(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("choose_tta", BENCH / "choose_tta.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(benchmark_script):
+    return benchmark_script("choose_tta")
 
 
 def _result(correct_clean: np.ndarray, correct_shifted: np.ndarray) -> dict:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 import ferlab.inference.runtimes as runtimes
@@ -12,7 +9,6 @@ import ferlab.inference.runtimes as runtimes
 # bench_speed imports the benchmark helpers, which need the training code (PyTorch).
 pytest.importorskip("torch")
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 RECORDS = {
     # A model measured with its ten-crop and the one-thread speeds.
@@ -43,13 +39,9 @@ RECORDS = {
 
 
 @pytest.fixture
-def script(monkeypatch):
+def script(benchmark_script):
     pytest.importorskip("cv2")
-    monkeypatch.syspath_prepend(str(BENCH))
-    spec = importlib.util.spec_from_file_location("bench_speed", BENCH / "bench_speed.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_script("bench_speed")
 
 
 def test_the_table_shows_each_tta_measured_and_the_speeds(script, monkeypatch):
