@@ -228,17 +228,19 @@ def main(argv: list[str] | None = None) -> None:
     weights = args.weights or best
     if not _derived_from(weights, best):
         sys.exit(f"{weights}: neither {best} nor written from it by scripts/fold_se.py")
+    tta = args.tta or m["tta"]
+    as_evaluated = weights == best and tta == m["tta"]
+    if not as_evaluated and not args.why:
+        sys.exit("--weights or --tta differ from what the run evaluated: say why (--why)")
     source = read_checkpoint(weights)
     recipe = source["recipe"]
     data = _recipe_data(recipe)
     val = {t: evaluate_checkpoint(weights, data, split="val", tta=t) for t in TTAS}
-    tta = args.tta or m["tta"]
     figures_from = args.run
-    if weights != best or tta != m["tta"]:
-        if not args.why:
-            sys.exit("--weights or --tta differ from what the run evaluated: say why (--why)")
+    scratch = tempfile.TemporaryDirectory(prefix="ferlab-release-")  # removed at exit
+    if not as_evaluated:
         # What ships is not what the run evaluated once: evaluate it once, for the card.
-        figures_from = Path(tempfile.mkdtemp(prefix="release-"))
+        figures_from = Path(scratch.name)
         shipped = evaluate_checkpoint(weights, data, split="test", tta=tta, out_dir=figures_from)
         if (args.run / "curves.png").is_file():
             shutil.copyfile(args.run / "curves.png", figures_from / "curves.png")
