@@ -16,22 +16,32 @@ def _se_keys(keys) -> set[str]:
     return {k for k in keys if ".fc1." in k or ".fc2." in k}
 
 
-def test_the_default_architecture_still_takes_the_shipped_weights_exactly():
+def test_the_shipped_default_is_ferlab_net_without_se_and_loads_exactly():
+    """Its SE gates were folded into the next convolutions at release (scripts/fold_se.py)."""
     path, source = read_source("default")
+    assert source["model"]["kwargs"]["se"] is False
     network = ferlab.create_model("ferlab_net", **source["model"]["kwargs"])
     network.load_state_dict(source["state_dict"], strict=True)
     own = network.state_dict()
-    assert set(own) == set(source["state_dict"]) and len(_se_keys(own)) == 8  # 2 SE blocks
+    assert set(own) == set(source["state_dict"]) and not _se_keys(own)
     assert all(torch.equal(own[k], v) for k, v in source["state_dict"].items())
 
 
-def test_without_se_every_other_shipped_tensor_loads_under_its_own_name():
-    path, source = read_source("default")
-    kwargs = {**source["model"]["kwargs"], "se": False}
-    network = ferlab.create_model("ferlab_net", **kwargs)
-    theirs = source["state_dict"]
+def test_without_se_every_other_tensor_loads_under_its_own_name(tmp_path):
+    kwargs = {"num_classes": 7, "in_chans": 1, "input_size": 44}
+    with_se = ferlab.create_model("ferlab_net", **kwargs)
+    theirs = with_se.state_dict()
+    assert len(_se_keys(theirs)) == 8  # 2 SE blocks
+    path = tmp_path / "source.pt"
+    source = {
+        "model": {"name": "ferlab_net", "kwargs": kwargs},
+        "state_dict": theirs,
+        "classes": list("abcdefg"),
+    }
+    torch.save(source, path)
+    network = ferlab.create_model("ferlab_net", **kwargs, se=False)
     assert set(network.state_dict()) == set(theirs) - _se_keys(theirs)
-    provenance = load_initial_weights(network, "ferlab_net", kwargs, path, source)
+    provenance = load_initial_weights(network, "ferlab_net", {**kwargs, "se": False}, path, source)
     assert provenance["fresh"] == [] and set(provenance["unused"]) == _se_keys(theirs)
     own = network.state_dict()
     assert all(torch.equal(own[k], theirs[k]) for k in own)
