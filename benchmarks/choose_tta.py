@@ -191,12 +191,8 @@ def main() -> None:
         parser.error("--limit must be at least 2 faces")
     load = os.getloadavg()[0]
     torch.set_num_threads(args.torch_threads)
-    if args.ferplus is None:
-        data = load_dataset(args.data, progress=False)
-    else:
-        data = load_dataset(
-            args.data, ferplus=args.ferplus, labels="ferplus-majority", progress=False
-        )
+    labels = "fer2013" if args.ferplus is None else "ferplus-majority"
+    data = load_dataset(args.data, ferplus=args.ferplus, labels=labels, progress=False)
     args.labels = "FER2013" if args.ferplus is None else "FER+ (majority labels)"
     part = sample(data.subset("val"), args.limit, args.seed)  # PublicTest only, never test
     specs = [args.model] + ([] if args.baseline == "none" else [args.baseline])

@@ -94,13 +94,11 @@ def _recipe_data(recipe: dict):
     )
 
 
-def _derived_from(weights: Path, best: Path) -> bool:
-    """Whether ``weights`` is the run's ``best.pt`` or written from it by scripts/fold_se.py."""
-    from ferlab.engine.checkpoint import file_sha256, read_checkpoint
+def _folded_from(source: dict, best: Path) -> bool:
+    """Whether the checkpoint ``source`` was written from ``best`` by scripts/fold_se.py."""
+    from ferlab.engine.checkpoint import file_sha256
 
-    if weights.resolve() == best.resolve():
-        return True
-    folded = read_checkpoint(weights).get("folded_se") or {}
+    folded = source.get("folded_se") or {}
     return folded.get("sha256") == file_sha256(best)
 
 
@@ -226,20 +224,21 @@ def main(argv: list[str] | None = None) -> None:
     m = json.loads(metrics_path.read_text())
     best = args.run / "best.pt"
     weights = args.weights or best
-    if not _derived_from(weights, best):
+    source = read_checkpoint(weights)
+    same_network = weights.resolve() == best.resolve()
+    if not same_network and not _folded_from(source, best):
         sys.exit(f"{weights}: neither {best} nor written from it by scripts/fold_se.py")
     tta = args.tta or m["tta"]
-    as_evaluated = weights == best and tta == m["tta"]
+    as_evaluated = same_network and tta == m["tta"]
     if not as_evaluated and not args.why:
         sys.exit("--weights or --tta differ from what the run evaluated: say why (--why)")
-    source = read_checkpoint(weights)
     recipe = source["recipe"]
     data = _recipe_data(recipe)
     val = {t: evaluate_checkpoint(weights, data, split="val", tta=t) for t in TTAS}
     figures_from = args.run
-    scratch = tempfile.TemporaryDirectory(prefix="ferlab-release-")  # removed at exit
     if not as_evaluated:
         # What ships is not what the run evaluated once: evaluate it once, for the card.
+        scratch = tempfile.TemporaryDirectory(prefix="ferlab-release-")  # removed at exit
         figures_from = Path(scratch.name)
         shipped = evaluate_checkpoint(weights, data, split="test", tta=tta, out_dir=figures_from)
         if (args.run / "curves.png").is_file():
