@@ -280,6 +280,7 @@ def test_gap_to_the_paper_with_run_backed_findings(plan, tmp_path):
     g = gap(report, report.row("b"))
     assert g.verdict == "partly explained"
     assert "on `alpha` (the same family): 48.00 % against 41.00 % (+7.00 points" in g.findings[0]
+    assert g.findings[0].endswith("towards the paper (to 7.0 points below it)")  # paper: 55.0
     # within 2 points needs no explanation; rows without runs say why
     close = _fake_run(runs / "b0", plan, "beta", 0, 0.5, 0.56)
     report = build_report([close], spec)
@@ -508,10 +509,21 @@ def test_every_recipe_of_the_plan_loads_and_names_a_registered_model():
     names = {n for c in spec.configurations() for n in (c.recipe, c.cpu_recipe)}
     names |= {spec.face_network, spec.gpu_face_network}
     models = set(list_models())
-    for name in sorted(names):
-        for sched in spec.schedules.values():
-            recipe = spec.load(name, sched)
-            assert recipe.model.name in models, name
+    loaded = [
+        (name, spec.load(name, sched))
+        for name in sorted(names)
+        for sched in spec.schedules.values()
+    ]
+    loaded += [
+        (check.folder(0), spec.load(check.recipe, sched, check))
+        for sched in spec.schedules.values()
+        for check in sched.checks
+    ]
+    for name, recipe in loaded:
+        assert recipe.model.name in models, name
+        # the reader's rule, checked before hours of training: FER2013 labels come without a
+        # FER+ vote file, every FER+ label mode with one
+        assert (recipe.data.labels == "fer2013") == (recipe.data.ferplus is None), name
     for c in spec.configurations():
         if c.cpu_recipe != c.recipe:  # a smaller variant of the same network and protocol
             paper, cpu = spec.load(c.recipe), spec.load(c.cpu_recipe)

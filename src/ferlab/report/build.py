@@ -395,7 +395,7 @@ def _check_effect(
     """
     c = result.stat()
     label = CHECK_KINDS[result.check.kind]
-    change = ", ".join(f"{k} {v}" for k, v in result.check.overrides.items())
+    change = result.check.change()
     where = "" if same else f" on `{result.check.recipe}` (the same family)"
     if c.mean is None or main.mean is None or ours.mean is None:
         return f"{label} ({change}){where}: pending", "pending"
@@ -409,8 +409,12 @@ def _check_effect(
     if same and abs(c.mean - paper) <= GAP_POINTS:
         return text + "; it brings the row within 2 points of the paper", "explains"
     if towards:
-        gap = abs(paper - ours.mean)
-        return text + f"; it moves accuracy towards the paper ({gap:.1f} points away)", "partly"
+        landed = c.mean - paper
+        side = "above" if landed > 0 else "below"
+        return (
+            text + f"; it moves accuracy towards the paper (to {abs(landed):.1f} points {side} it)",
+            "partly",
+        )
     return text + "; it does not move accuracy towards the paper", "no"
 
 
@@ -640,7 +644,7 @@ def conclusions(report: Report) -> list[str]:
         s, main = result.stat(), _main_of(report, result)
         if s.mean is None or main.mean is None:
             continue
-        change = ", ".join(f"{k} {v}" for k, v in result.check.overrides.items())
+        change = result.check.change()
         noise = 2 * max(main.sd or 0.0, s.sd or 0.0)
         same = abs(s.mean - main.mean) <= max(noise, 0.0) if noise else None
         verdict = (

@@ -118,6 +118,10 @@ class Check:
     def folder(self, seed: int) -> str:
         return f"{self.recipe}-{self.id}-s{seed}"
 
+    def change(self, sep: str = " ") -> str:
+        """The overrides as the report prints them (``None`` as YAML's ``null``)."""
+        return ", ".join(f"{k}{sep}{'null' if v is None else v}" for k, v in self.overrides.items())
+
 
 @dataclass(frozen=True)
 class Schedule:

@@ -475,7 +475,7 @@ def render_markdown(
             cells = [
                 CHECK_KINDS[result.check.kind],
                 f"`{result.check.recipe}`",
-                ", ".join(f"{k}: {v}" for k, v in result.check.overrides.items()),
+                result.check.change(": "),
                 ours,
                 _acc(main),
                 ", ".join(result.check.explains),
