@@ -54,3 +54,22 @@ def test_accepts_channel_height_width_input_size() -> None:
 def test_too_small_input_is_a_ferlab_error() -> None:
     with pytest.raises(FerlabError, match="too small"):
         create_model("deep_cnn", input_size=8)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
+def test_keras_initialisation(name: str) -> None:
+    torch.manual_seed(0)
+    default, keras = create_model(name), create_model(name, keras_init=True)
+    assert _params(keras) == _params(default)
+    layers = [m for m in keras.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+    for layer in layers:
+        w = layer.weight
+        fan_in, fan_out = w[0].numel(), w.shape[0] * w[0][0].numel()
+        bound = (6 / (fan_in + fan_out)) ** 0.5  # Glorot-uniform's limit
+        assert w.abs().max() <= bound and w.abs().max() > 0.5 * bound
+        assert not layer.bias.any()
+    norms = [m for m in keras.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.01 and m.eps == 1e-3 for m in norms)
+    # PyTorch's defaults otherwise: non-zero biases, its own batch-norm constants
+    assert any(m.bias.any() for m in default.modules() if isinstance(m, torch.nn.Linear))
+    assert all(m.eps == 1e-5 for m in default.modules() if isinstance(m, torch.nn.BatchNorm2d))

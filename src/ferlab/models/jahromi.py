@@ -30,6 +30,11 @@ counts land on the paper's (4.74 M, 2.44 M and 9.41 M at 1×48×48, 7 classes):
 * dropout before the output layer is 0.5 (the code's value for the shallow and medium networks;
   the paper names dropout for the deep one without a rate).
 
+``keras_init=True`` starts the network as Keras would have: Glorot-uniform weights and zero
+biases in every convolution and fully connected layer, and Keras' batch-norm constants (moving
+averages with momentum 0.99, i.e. PyTorch's 0.01, and epsilon 1e-3). By default the layers keep
+PyTorch's initialisation.
+
 Differences from that code, on purpose: ReLU after the hidden FC layer (the paper states ReLU; the
 code used ELU and an extra batch norm there), and no built-in L2 term: the paper's
 "L2-regularization [on] the fully connected layers" is the recipe's weight decay restricted to
@@ -78,6 +83,7 @@ class _JahromiCNN(FERModel):
         num_classes: int,
         in_chans: int,
         input_chw: tuple[int, int, int],
+        keras_init: bool,
     ) -> None:
         super().__init__()
         self.num_classes, self.in_chans, self.input_size = num_classes, in_chans, input_chw
@@ -86,6 +92,18 @@ class _JahromiCNN(FERModel):
         self.head = mlp_head(
             channels * feature_hw[0] * feature_hw[1], hidden, num_classes, drop_rate
         )
+        if keras_init:
+            self._init_as_keras()
+
+    def _init_as_keras(self) -> None:
+        """Keras' defaults: Glorot-uniform kernels, zero biases, batch norm momentum 0.99 and
+        epsilon 1e-3 (the authors trained in Keras; PyTorch's defaults differ in all three)."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                m.momentum, m.eps = 0.01, 1e-3
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -104,6 +122,7 @@ class ShallowCNN(_JahromiCNN):
         input_size: int | tuple[int, ...] | None = None,
         hidden: int = 512,
         drop_rate: float = 0.5,
+        keras_init: bool = False,
     ) -> None:
         chw = resolve_input_size(in_chans, input_size, (48, 48), 4, "shallow_cnn")
         features = nn.Sequential(
@@ -117,7 +136,9 @@ class ShallowCNN(_JahromiCNN):
             nn.BatchNorm2d(64),
         )
         fh, fw = chw[1] // 4, chw[2] // 4
-        super().__init__(features, 64, (fh, fw), hidden, drop_rate, num_classes, in_chans, chw)
+        super().__init__(
+            features, 64, (fh, fw), hidden, drop_rate, num_classes, in_chans, chw, keras_init
+        )
 
 
 class MediumCNN(_JahromiCNN):
@@ -130,6 +151,7 @@ class MediumCNN(_JahromiCNN):
         input_size: int | tuple[int, ...] | None = None,
         hidden: int = 1024,
         drop_rate: float = 0.5,
+        keras_init: bool = False,
     ) -> None:
         chw = resolve_input_size(in_chans, input_size, (48, 48), 1, "medium_cnn")
         layers: list[nn.Module] = []
@@ -146,7 +168,15 @@ class MediumCNN(_JahromiCNN):
         for _ in range(3):  # each padded 3×3/2 pooling gives ⌈n/2⌉
             fh, fw = (fh + 1) // 2, (fw + 1) // 2
         super().__init__(
-            nn.Sequential(*layers), 64, (fh, fw), hidden, drop_rate, num_classes, in_chans, chw
+            nn.Sequential(*layers),
+            64,
+            (fh, fw),
+            hidden,
+            drop_rate,
+            num_classes,
+            in_chans,
+            chw,
+            keras_init,
         )
 
 
@@ -162,6 +192,7 @@ class DeepCNN(_JahromiCNN):
         hidden: int = 1024,
         block_drop_rate: float = 0.25,
         drop_rate: float = 0.5,
+        keras_init: bool = False,
     ) -> None:
         chw = resolve_input_size(in_chans, input_size, (48, 48), 2 ** len(widths), "deep_cnn")
         layers: list[nn.Module] = []
@@ -179,7 +210,15 @@ class DeepCNN(_JahromiCNN):
             c_in = c_out
         fh, fw = chw[1] // 2 ** len(widths), chw[2] // 2 ** len(widths)
         super().__init__(
-            nn.Sequential(*layers), c_in, (fh, fw), hidden, drop_rate, num_classes, in_chans, chw
+            nn.Sequential(*layers),
+            c_in,
+            (fh, fw),
+            hidden,
+            drop_rate,
+            num_classes,
+            in_chans,
+            chw,
+            keras_init,
         )
 
 

@@ -39,6 +39,7 @@ CHECK_KINDS: dict[str, str] = {
     "precision": "precision check",
     "learning_rate": "learning-rate check",
     "labels": "label-set check",
+    "initialisation": "initialisation check",
 }
 """What a side run changes, and how the report names it."""
 

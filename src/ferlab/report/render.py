@@ -384,6 +384,12 @@ def _precision(report: Report) -> str:
     return text + "; fp32 side runs check it: " + "; ".join(parts) + none + "."
 
 
+def _kinds_of_checks() -> str:
+    """``precision, learning rate, label set and initialisation``: what a side check may change."""
+    kinds = [k.removesuffix(" check").replace("-", " ") for k in CHECK_KINDS.values()]
+    return f"{', '.join(kinds[:-1])} and {kinds[-1]}"
+
+
 def render_markdown(
     report: Report,
     figures: dict[str, Path],
@@ -428,8 +434,8 @@ def render_markdown(
         " *paper within 2 s.d.* says whether the paper's number lies within two standard"
         " deviations of our seeds' mean. A row more than"
         f" {GAP_POINTS:g} points from the paper gets the run-backed findings about its gap"
-        " (side checks of precision, learning rate and label set, the network size, the"
-        " schedule, collapse to one class): *explained* when a side run brings it within"
+        f" (side checks of {_kinds_of_checks()}, the network size, the schedule, collapse to"
+        " one class): *explained* when a side run brings it within"
         f" {GAP_POINTS:g} points (or, for a paper's training accuracy, ours does), *partly"
         " explained* when one moves accuracy towards the paper, *not comparable* when ours"
         " departs from the paper's protocol in a way no run has measured (a smaller network, a"
