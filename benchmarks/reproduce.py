@@ -15,6 +15,10 @@ as ``<recipe>-s<seed>/`` and checks as ``<recipe>-<check>-s<seed>/``; their smal
   of the required rows, the checks, seed 0 of the variants, the other seeds, and the long rows,
   cheapest first within each stage (estimated from measured seconds per epoch), a run already
   started before the others of its stage;
+* holds a lock in the run folder while it trains (``.training.lock``, its process id), so two
+  runners side by side (one per core) each take the next free run and never train one run twice;
+  a lock whose process has ended is taken over, and a run that fails before training began leaves
+  no folder behind;
 * records the machine of every session in the run's ``machine.json``;
 * finally writes the schedule's report and its figures (``ferlab compare --report``).
 
@@ -22,7 +26,7 @@ Usage::
 
     python benchmarks/reproduce.py --dry-run          # the plan: every run, its state, estimate
     # the campaign, one thread, in the background; the same command resumes it
-    OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --no-report > /work/logs/repro.log 2>&1 &
+    OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --no-report > repro.log 2>&1 &
     python benchmarks/reproduce.py --only luo         # a paper, configuration id or recipe
     python benchmarks/reproduce.py --gpu              # the GPU-only rows, on a CUDA machine
     python benchmarks/reproduce.py --schedule 5m      # the first campaign (5 CPU-minutes a run)
@@ -37,6 +41,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,6 +312,55 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+LOCK = ".training.lock"
+"""Held in a run folder while a runner trains it (its process id), so that two runners side by
+side never train one run."""
+
+
+def _claim(out: Path) -> int | None:
+    """Take ``out``'s lock; None when taken, else the id of the live process that holds it (a
+    lock left by a process that no longer runs is taken over)."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and holder != os.getpid() and _alive(holder):
+                return holder
+            lock.unlink(missing_ok=True)  # stale: its runner is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return None
+    return 0  # another runner took it between our two tries
+
+
+def _forget_unstarted(out: Path) -> None:
+    """A run that failed before training began leaves no folder behind (the report would refuse
+    a folder without a run in it)."""
+    if (out / "config.yaml").exists():
+        return
+    for name in ("machine.json", LOCK):
+        (out / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        out.rmdir()  # only if nothing else is in it
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
 def _campaign(
     args: argparse.Namespace,
     spec: ReproductionSpec,
@@ -324,6 +378,13 @@ def _campaign(
         if run.needs_face and not (face and (face.out / "metrics.json").is_file()):
             failed.append((run, "the face network has not finished"))
             continue
+        holder = _claim(run.out)
+        if holder is not None:
+            console.print(
+                f"skipped {run.out.name}: another runner (process {holder}) is training it",
+                highlight=False,
+            )
+            continue
         console.rule(f"[{i}/{len(todo)}] {run.out.name} ({run.state}): {'; '.join(run.rows)}")
         try:
             reason = train_run(
@@ -339,7 +400,10 @@ def _campaign(
             why = str(exc) if isinstance(exc, FerlabError) else f"{type(exc).__name__}: {exc}"
             console.print(f"[bold red]failed:[/] {why}", highlight=False, soft_wrap=True)
             failed.append((run, why))
+            _forget_unstarted(run.out)
             continue
+        finally:
+            (run.out / LOCK).unlink(missing_ok=True)
         if reason == "interrupted":
             console.print("[yellow]interrupted[/]: run the same command again to continue")
             return 130

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -636,7 +638,9 @@ def test_runner_goes_on_after_a_broken_run(plan, tmp_path, monkeypatch, capsys):
 
     def fake_train(run, *args):
         trained.append(run.out.name)
+        assert (run.out / reproduce.LOCK).read_text() == str(os.getpid())
         if run.out.name == "alpha-s0":
+            (run.out / "machine.json").write_text("{}")  # what a run writes before it starts
             raise RuntimeError("out of memory")
         return "completed"
 
@@ -646,6 +650,40 @@ def test_runner_goes_on_after_a_broken_run(plan, tmp_path, monkeypatch, capsys):
     assert reproduce._campaign(args, spec, sched, out, runs, console) == 1
     assert trained == ["alpha-s0", "alpha-fp32-s0", "alpha-lr-s0"]
     assert "not trained: alpha-s0: RuntimeError: out of memory" in capsys.readouterr().err
+    # the run that never started leaves no folder for the report to refuse; no lock is left
+    assert not (out / "alpha-s0").exists()
+    assert not list(out.glob(f"*/{reproduce.LOCK}"))
+
+
+def test_two_runners_never_train_one_run(plan, tmp_path, monkeypatch, capsys):
+    reproduce = _runner()
+    spec, out = load_spec(plan), tmp_path / "runs"
+    sched = spec.schedule()
+    runs = reproduce.plan_runs(spec, sched, out, ["a"], 1)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    try:
+        (out / "alpha-s0").mkdir(parents=True)
+        (out / "alpha-s0" / reproduce.LOCK).write_text(str(other.pid))  # a live runner's
+        (out / "alpha-lr-s0").mkdir(parents=True)
+        (out / "alpha-lr-s0" / reproduce.LOCK).write_text(gone)  # a runner that has ended
+        trained = []
+        monkeypatch.setattr(reproduce, "train_run", lambda run, *a: trained.append(run.out.name))
+        args = reproduce.argparse.Namespace(no_report=True, threads=1, gpu=False)
+        reproduce._campaign(args, spec, sched, out, runs, reproduce.Console(stderr=True))
+    finally:
+        other.kill()
+        other.wait()
+    assert trained == ["alpha-fp32-s0", "alpha-lr-s0"]  # the stale lock is taken over
+    err = capsys.readouterr().err
+    assert f"skipped alpha-s0: another runner (process {other.pid}) is training it" in err
+    assert (out / "alpha-s0" / reproduce.LOCK).read_text() == str(other.pid)  # not its to free
+    assert not (out / "alpha-lr-s0" / reproduce.LOCK).exists()
 
 
 @pytest.mark.slow
