@@ -28,6 +28,7 @@ Usage::
     # the campaign, one thread, in the background; the same command resumes it
     OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --no-report > repro.log 2>&1 &
     python benchmarks/reproduce.py --only luo         # a paper, configuration id or recipe
+    python benchmarks/reproduce.py --only jahromi_medium-fp32-s0   # or single runs
     python benchmarks/reproduce.py --gpu              # the GPU-only rows, on a CUDA machine
     python benchmarks/reproduce.py --schedule 5m      # the first campaign (5 CPU-minutes a run)
 """
@@ -64,6 +65,7 @@ from ferlab.report import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+FACE_ROW = "face / non-face network"
 
 
 @dataclass
@@ -115,16 +117,26 @@ def plan_runs(
     """The runs the plan asks for, in training order.
 
     ``only`` keeps the configurations whose paper key, id, recipe or CPU recipe it names (and the
-    checks of those); ``seeds`` overrides every configuration's number of seeds. Rows that share
-    a recipe share its runs. ``gpu``: the GPU-only rows' full-size recipes instead.
+    checks of those), or, when it names only run folders, those runs (and the face network
+    when one of them needs it); ``seeds`` overrides every configuration's number of seeds. Rows
+    that share a recipe share its runs. ``gpu``: the GPU-only rows' full-size recipes instead.
     """
+    if only:  # run folder names (``jahromi_medium-keras-init-s0``) pick single runs
+        everything = plan_runs(spec, schedule, out_root, [], seeds, gpu)
+        folders = {r.out.name: r for r in everything}
+        if set(only) <= folders.keys():
+            picked = [r for r in everything if r.out.name in only]
+            face = everything[0] if everything[0].rows == [FACE_ROW] else None
+            if face and face not in picked and any(r.needs_face for r in picked):
+                picked.insert(0, face)
+            return picked
     wanted = set(only)
     names = {n for c in spec.configurations() for n in (c.paper, c.id, c.recipe, c.cpu_recipe)}
     unknown = wanted - names
     if unknown:
         raise FerlabError(
-            f"--only {', '.join(sorted(unknown))}: no such paper, configuration or recipe in "
-            f"{spec.path}"
+            f"--only {', '.join(sorted(unknown))}: no such paper, configuration, recipe or run "
+            f"in {spec.path}"
         )
     gpu_rows = {r for g in spec.gpu_only for r in g.rows}
     per_recipe: dict[str, tuple[int, str, list[str]]] = {}
@@ -189,7 +201,7 @@ def plan_runs(
         face = spec.gpu_face_network if gpu else spec.face_network
         if face is None:
             raise FerlabError(f"a recipe needs a face network but {spec.path} names none")
-        run = PlannedRun(face, 0, out_root / f"{face}-s0", ["face / non-face network"])
+        run = PlannedRun(face, 0, out_root / f"{face}-s0", [FACE_ROW])
         _estimate(run, spec.load(face, schedule).train.epochs, timings)
         runs.insert(0, run)
     return runs
@@ -278,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", help="a schedule of the plan (default: the plan's)")
     parser.add_argument("--out", type=Path, help="default: the schedule's folder")
     parser.add_argument(
-        "--only", action="append", default=[], help="a paper key, configuration id or recipe"
+        "--only",
+        action="append",
+        default=[],
+        help="a paper key, configuration id, recipe or run folder name",
     )
     parser.add_argument("--seeds", type=int, help="seeds for every configuration")
     parser.add_argument(
@@ -371,7 +386,7 @@ def _campaign(
 ) -> int:
     failed: list[tuple[PlannedRun, str]] = []
     todo = [r for r in runs if r.state in ("new", "resume")]
-    face = runs[0] if runs and runs[0].rows == ["face / non-face network"] else None
+    face = runs[0] if runs and runs[0].rows == [FACE_ROW] else None
     for i, run in enumerate(todo, 1):
         if run.state == "done":  # finished meanwhile by another runner
             continue

@@ -562,6 +562,14 @@ def test_dry_run_lists_every_configuration(tmp_path, capsys):
     for g in spec.gpu_only:
         assert g.configuration in out
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+    # single runs by folder name; the face network comes along with a run that needs it
+    reproduce.main(["--dry-run", "--out", str(tmp_path / "runs"), "--only", "meen_small_vgg19-s1"])
+    reproduce.main(
+        ["--dry-run", "--out", str(tmp_path / "runs"), "--only", "meen_small_m1_average-s0"]
+    )
+    vgg, m1 = capsys.readouterr().err.split("schedule paper")[1:]
+    assert "meen_small_vgg19-s1" in vgg and "-s0" not in vgg
+    assert "meen_small_face-s0" in m1 and "meen_small_m1_average-s0" in m1 and "-s1" not in m1
 
 
 def test_runner_order_states_only_seeds_and_gpu(plan, tmp_path):
@@ -589,6 +597,8 @@ def test_runner_order_states_only_seeds_and_gpu(plan, tmp_path):
     (out / "alpha-fp32-s0" / "last.pt").unlink()
     again = reproduce.plan_runs(spec, sched, out, [], None)
     assert [r.out.name for r in again[1:3]] == ["alpha-lr-s0", "alpha-fp32-s0"]  # started first
+    picked = reproduce.plan_runs(spec, sched, out, ["beta-s1", "alpha-lr-s0"], None)
+    assert [r.out.name for r in picked] == ["alpha-lr-s0", "beta-s1"]  # in training order
     only = reproduce.plan_runs(spec, sched, out, ["second"], 3)
     assert [r.out.name for r in only] == ["gamma_small-s0", "gamma_small-s1", "gamma_small-s2"]
     gpu = reproduce.plan_runs(spec, sched, out, [], None, gpu=True)
