@@ -506,6 +506,13 @@ def test_real_recipes_state_what_the_papers_state():
         assert recipe.optim.weight_decay > 0 and recipe.optim.weight_decay_on == ["head."]
 
 
+def test_checks_print_their_change_as_dotted_keys_and_yaml_values():
+    checks = {(c.recipe, c.id): c for s in load_spec(PLAN).schedules.values() for c in s.checks}
+    assert checks["jahromi_medium", "keras-init"].change() == "model.kwargs.keras_init true"
+    labels = checks["caciolai_deep_emotion", "fer2013"]
+    assert labels.change(": ") == "data.labels: fer2013, data.ferplus: null"
+
+
 def test_every_recipe_of_the_plan_loads_and_names_a_registered_model():
     spec = load_spec(PLAN)
     names = {n for c in spec.configurations() for n in (c.recipe, c.cpu_recipe)}

@@ -120,8 +120,20 @@ class Check:
         return f"{self.recipe}-{self.id}-s{seed}"
 
     def change(self, sep: str = " ") -> str:
-        """The overrides as the report prints them (``None`` as YAML's ``null``)."""
-        return ", ".join(f"{k}{sep}{'null' if v is None else v}" for k, v in self.overrides.items())
+        """The overrides as the report prints them: dotted keys, YAML's values
+        (``model.kwargs.keras_init true``, ``data.ferplus null``)."""
+        return ", ".join(f"{k}{sep}{v}" for k, v in _dotted(self.overrides))
+
+
+def _dotted(values: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    out = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            out += _dotted(value, f"{prefix}{key}.")
+        else:
+            text = yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n")
+            out.append((f"{prefix}{key}", text.strip()))
+    return out
 
 
 @dataclass(frozen=True)
