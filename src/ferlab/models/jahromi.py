@@ -83,7 +83,6 @@ class _JahromiCNN(FERModel):
         num_classes: int,
         in_chans: int,
         input_chw: tuple[int, int, int],
-        keras_init: bool,
     ) -> None:
         super().__init__()
         self.num_classes, self.in_chans, self.input_size = num_classes, in_chans, input_chw
@@ -92,8 +91,6 @@ class _JahromiCNN(FERModel):
         self.head = mlp_head(
             channels * feature_hw[0] * feature_hw[1], hidden, num_classes, drop_rate
         )
-        if keras_init:
-            self._init_as_keras()
 
     def _init_as_keras(self) -> None:
         """Keras' defaults: Glorot-uniform kernels, zero biases, batch norm momentum 0.99 and
@@ -136,9 +133,9 @@ class ShallowCNN(_JahromiCNN):
             nn.BatchNorm2d(64),
         )
         fh, fw = chw[1] // 4, chw[2] // 4
-        super().__init__(
-            features, 64, (fh, fw), hidden, drop_rate, num_classes, in_chans, chw, keras_init
-        )
+        super().__init__(features, 64, (fh, fw), hidden, drop_rate, num_classes, in_chans, chw)
+        if keras_init:
+            self._init_as_keras()
 
 
 class MediumCNN(_JahromiCNN):
@@ -168,16 +165,10 @@ class MediumCNN(_JahromiCNN):
         for _ in range(3):  # each padded 3×3/2 pooling gives ⌈n/2⌉
             fh, fw = (fh + 1) // 2, (fw + 1) // 2
         super().__init__(
-            nn.Sequential(*layers),
-            64,
-            (fh, fw),
-            hidden,
-            drop_rate,
-            num_classes,
-            in_chans,
-            chw,
-            keras_init,
+            nn.Sequential(*layers), 64, (fh, fw), hidden, drop_rate, num_classes, in_chans, chw
         )
+        if keras_init:
+            self._init_as_keras()
 
 
 class DeepCNN(_JahromiCNN):
@@ -210,16 +201,10 @@ class DeepCNN(_JahromiCNN):
             c_in = c_out
         fh, fw = chw[1] // 2 ** len(widths), chw[2] // 2 ** len(widths)
         super().__init__(
-            nn.Sequential(*layers),
-            c_in,
-            (fh, fw),
-            hidden,
-            drop_rate,
-            num_classes,
-            in_chans,
-            chw,
-            keras_init,
+            nn.Sequential(*layers), c_in, (fh, fw), hidden, drop_rate, num_classes, in_chans, chw
         )
+        if keras_init:
+            self._init_as_keras()
 
 
 @register_model(source=f"{_SOURCE} (shallow network)")
