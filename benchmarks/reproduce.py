@@ -336,23 +336,25 @@ def _claim(out: Path) -> int | None:
     """Take ``out``'s lock; None when taken, else the id of the live process that holds it (a
     lock left by a process that no longer runs is taken over)."""
     out.mkdir(parents=True, exist_ok=True)
-    lock = out / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
+    lock, mine = out / LOCK, out / f"{LOCK}.{os.getpid()}"
+    mine.write_text(str(os.getpid()))
+    try:
+        while True:
             try:
-                holder = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                holder = 0
-            if holder and holder != os.getpid() and _alive(holder):
-                return holder
-            lock.unlink(missing_ok=True)  # stale: its runner is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return None
-    return 0  # another runner took it between our two tries
+                os.link(mine, lock)  # atomic: the lock appears with its process id in it
+                return None
+            except FileExistsError:
+                try:
+                    holder = int(lock.read_text())
+                except FileNotFoundError:  # released meanwhile
+                    continue
+                except (OSError, ValueError):
+                    holder = 0
+                if holder and _alive(holder):
+                    return holder
+                lock.unlink(missing_ok=True)  # stale: its runner is gone
+    finally:
+        mine.unlink()
 
 
 def _forget_unstarted(out: Path) -> None:
@@ -371,8 +373,8 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # alive, owned by someone else
-        return True
+    except PermissionError:  # alive, owned by another user
+        pass
     return True
 
 
