@@ -123,10 +123,9 @@ def plan_runs(
     """
     if only:  # run folder names (``jahromi_medium-keras-init-s0``) pick single runs
         everything = plan_runs(spec, schedule, out_root, [], seeds, gpu)
-        folders = {r.out.name: r for r in everything}
-        if set(only) <= folders.keys():
+        if set(only) <= {r.out.name for r in everything}:
             picked = [r for r in everything if r.out.name in only]
-            face = everything[0] if everything[0].rows == [FACE_ROW] else None
+            face = _face_run(everything)
             if face and face not in picked and any(r.needs_face for r in picked):
                 picked.insert(0, face)
             return picked
@@ -205,6 +204,11 @@ def plan_runs(
         _estimate(run, spec.load(face, schedule).train.epochs, timings)
         runs.insert(0, run)
     return runs
+
+
+def _face_run(runs: list[PlannedRun]) -> PlannedRun | None:
+    """The face network's run, which :func:`plan_runs` puts first when a run needs it."""
+    return runs[0] if runs and runs[0].rows == [FACE_ROW] else None
 
 
 def _estimate(run: PlannedRun, epochs: int, timings: dict[str, float]) -> None:
@@ -388,7 +392,7 @@ def _campaign(
 ) -> int:
     failed: list[tuple[PlannedRun, str]] = []
     todo = [r for r in runs if r.state in ("new", "resume")]
-    face = runs[0] if runs and runs[0].rows == [FACE_ROW] else None
+    face = _face_run(runs)
     for i, run in enumerate(todo, 1):
         if run.state == "done":  # finished meanwhile by another runner
             continue
