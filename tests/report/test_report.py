@@ -61,7 +61,8 @@ schedules:
     checks:
       - {id: fp32, recipe: alpha, kind: precision, overrides: {train.precision: fp32},
          explains: [a, b]}
-      - {id: lr, recipe: alpha, kind: learning_rate, overrides: {optim.lr: 0.1}, explains: [a]}
+      - {id: lr, recipe: alpha, kind: learning_rate, overrides: {optim.lr: 0.1}, explains: [a],
+         note: A faster rate.}
   short:
     description: one CPU-minute a run.
     out: runs-short
@@ -376,6 +377,8 @@ def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
     )
     assert "OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule full" in text
     assert "| precision check | `alpha` | train.precision: fp32 | 61.00 (n=1) |" in text
+    # a check's note is printed beside it, a dash where the plan gives none
+    assert "| a, b | — |" in text and "| a | A faster rate. |" in text
 
 
 def test_embedded_sections_show_the_same_numbers(plan, fake_runs, tmp_path):

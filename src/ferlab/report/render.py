@@ -453,8 +453,8 @@ def render_markdown(
             " runs of that recipe.",
             "",
             "| check | recipe | changed | PrivateTest % | the recipe's own runs % | rows it"
-            " tests |",
-            "|---|---|---|---|---|---|",
+            " tests | note |",
+            "|---|---|---|---|---|---|---|",
         ]
         for result in report.checks:
             main = next(
@@ -485,6 +485,7 @@ def render_markdown(
                 ours,
                 _acc(main),
                 ", ".join(result.check.explains),
+                result.check.note or "—",
             ]
             lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
         lines.append("")
