@@ -356,7 +356,7 @@ def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
     # the paper's protocol only as the plan quotes it; ours, from the recipe, beside the runs
     assert cells[1] == "50" and cells[2] == "reported on: test set"
     assert "Protocol as stated: Adam at the stated rate; epochs not given. Ours:" in text
-    assert cells[3] == "62.00 ± 2.83 (n=2); 1 more seed(s) running"
+    assert cells[3] == "62.00 ± 2.83 (n=2); 1 more seed(s) unfinished"
     assert cells[4] == "+12.00" and cells[5] == "no"
     assert cells[8].startswith("3 epochs; batch 32; Adam, lr 0.003; constant lr. Trained: 3, 3")
     assert "(completed); bf16" in cells[8]

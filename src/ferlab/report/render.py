@@ -139,7 +139,7 @@ def _ours(row: Row, report: Report) -> tuple[str, str]:
         return f"pending: not started, {c.seeds} seed(s) × {planned} epochs{estimate}", "—"
     private = _acc(row.stat())
     if row.unfinished:
-        private += f"; {len(row.unfinished)} more seed(s) running"
+        private += f"; {len(row.unfinished)} more seed(s) unfinished"
     if missing:
         private += f"; {missing} more seed(s) planned"
     return private + estimate, _acc(row.stat("public"))
@@ -377,7 +377,7 @@ def _precision(report: Report) -> str:
         if result.runs:
             state = f"{result.stat().mean:.2f} %, n={result.stat().n}"
         elif result.unfinished:
-            state = "running"
+            state = "unfinished"
         else:
             state = "not started"
         parts.append(f"`{result.check.recipe}` for {family} ({state})")
