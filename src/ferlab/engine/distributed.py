@@ -56,8 +56,13 @@ def setup(use_cuda: bool) -> DistInfo:
     )
 
 
-def teardown(info: DistInfo) -> None:
+def teardown(info: DistInfo, *, wait: bool = False) -> None:
+    """Leave the process group. ``wait``: wait for every rank first (on success only, where
+    every rank gets here): a rank destroying gloo's group while another still uses it can
+    abort that one ("terminate called without an active exception")."""
     if info.owns_group and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

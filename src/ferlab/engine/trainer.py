@@ -878,9 +878,12 @@ class _Trainer:
     def run(self) -> TrainResult:
         self._setup_device()
         try:
-            return self._run()
-        finally:
+            result = self._run()
+        except BaseException:
             D.teardown(self.dist)
+            raise
+        D.teardown(self.dist, wait=True)
+        return result
 
     def _prepare_out(self) -> dict | None:
         from ferlab.engine.checkpoint import read_checkpoint
