@@ -10,7 +10,10 @@ as ``<recipe>-s<seed>/`` and checks as ``<recipe>-<check>-s<seed>/``; their smal
 
 * skips runs that have finished (``metrics.json``) and resumes unfinished ones (``last.pt``, which
   the ``paper`` schedule also writes every 10 minutes mid-epoch), so one command continues the
-  campaign across sessions: run it again after an interruption;
+  campaign across sessions: run it again after an interruption; a run that early stopping ended
+  before its recipe's ``train.min_epochs`` (a minimum added later) is resumed from its last epoch
+  too (``extend``): the minimum only delays early stopping, so the run goes on exactly as if it
+  had been set from the start;
 * trains the face / non-face network first when a facial-attention recipe needs one, then seed 0
   of the required rows, the checks, seed 0 of the variants, the other seeds, and the long rows,
   cheapest first within each stage (estimated from measured seconds per epoch), a run already
@@ -65,6 +68,7 @@ from ferlab.report import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+TO_TRAIN = ("new", "resume", "extend")
 FACE_ROW = "face / non-face network"
 
 
@@ -85,16 +89,24 @@ class PlannedRun:
     """Estimated training seconds left (at most the recipe's epochs)."""
     problem: str = ""
     """Why the run cannot start (a missing recipe), if so."""
+    min_epochs: int | None = None
+    """The recipe's ``train.min_epochs``."""
 
     @property
     def state(self) -> str:
         if self.problem:
             return "cannot run"
         if (self.out / "metrics.json").is_file():
-            return "done"
+            return "extend" if self._stopped_short() else "done"
         if (self.out / "last.pt").is_file():
             return "resume"
         return "new"
+
+    def _stopped_short(self) -> bool:
+        if not self.min_epochs:
+            return False
+        run = read_run(self.out)
+        return run.stop_reason == "early_stopping" and (run.epochs or 0) < self.min_epochs
 
 
 def _seconds_per_epoch(*folders: Path | None) -> dict[str, float]:
@@ -190,11 +202,17 @@ def plan_runs(
             run.problem = str(exc)
             continue
         run.needs_face = bool(recipe.model.face_checkpoint)
+        run.min_epochs = recipe.train.min_epochs
         face_needed |= run.needs_face
         _estimate(run, recipe.train.epochs, timings)
     # a run already started goes on first; then cheapest first
     runs.sort(
-        key=lambda r: (r.order, r.state != "resume", r.estimate_s is None, r.estimate_s or 0.0)
+        key=lambda r: (
+            r.order,
+            r.state not in ("resume", "extend"),
+            r.estimate_s is None,
+            r.estimate_s or 0.0,
+        )
     )
     if face_needed:
         face = spec.gpu_face_network if gpu else spec.face_network
@@ -218,7 +236,7 @@ def _estimate(run: PlannedRun, epochs: int, timings: dict[str, float]) -> None:
         run.estimate_s = 0.0 if run.state == "done" else None
         return
     done = 0.0
-    if run.state == "resume":
+    if run.state in ("resume", "extend"):
         history = read_run(run.out).history if (run.out / "config.yaml").is_file() else ()
         done = history[-1].get("epoch", 0.0) if history else 0.0
     run.estimate_s = max(0.0, epochs - done) * per_epoch
@@ -232,14 +250,15 @@ def print_plan(
     console: Console, runs: list[PlannedRun], spec: ReproductionSpec, schedule: Schedule
 ) -> None:
     states = [r.state for r in runs]
-    todo = [r for r in runs if r.state in ("new", "resume")]
+    todo = [r for r in runs if r.state in TO_TRAIN]
     known = sum(r.estimate_s or 0.0 for r in todo)
     unknown = sum(r.estimate_s is None for r in todo)
     console.print(
         f"[bold]schedule {schedule.name}[/]: {schedule.description}\n[bold]{len(runs)} runs[/], "
-        f"{states.count('done')} done, {states.count('resume')} to resume, {states.count('new')} "
-        f"new; at most {_hours(known)} of training left (before early stopping) at the seconds "
-        f"per epoch measured in this campaign's runs, else in {schedule.timings or 'none'}"
+        f"{states.count('done')} done, {states.count('resume')} to resume, "
+        f"{states.count('extend')} to extend, {states.count('new')} new; at most "
+        f"{_hours(known)} of training left (before early stopping) at the seconds per epoch "
+        f"measured in this campaign's runs, else in {schedule.timings or 'none'}"
         + (f", {unknown} run(s) without a measured epoch time" if unknown else ""),
         highlight=False,
     )
@@ -271,9 +290,13 @@ def train_run(
     from ferlab.engine.recipe import apply_overrides
     from ferlab.engine.trainer import resume_recipe, train
 
-    resume = run.state == "resume"
+    resume = run.state in ("resume", "extend")
     if resume:
         recipe = resume_recipe(run.out)
+        if run.min_epochs:  # a minimum the recipe gained after the run started
+            recipe = apply_overrides(
+                recipe, {"train.min_epochs": run.min_epochs}, where="reproduce.py"
+            )
     else:
         overrides: dict[str, Any] = {"train.seed": run.seed, "train.num_threads": threads}
         if gpu:
@@ -391,7 +414,7 @@ def _campaign(
     console: Console,
 ) -> int:
     failed: list[tuple[PlannedRun, str]] = []
-    todo = [r for r in runs if r.state in ("new", "resume")]
+    todo = [r for r in runs if r.state in TO_TRAIN]
     face = _face_run(runs)
     for i, run in enumerate(todo, 1):
         if run.state == "done":  # finished meanwhile by another runner

@@ -24,6 +24,7 @@ from ferlab.engine.recipe import (
     Recipe,
     ScheduleSection,
     TrainSection,
+    apply_overrides,
 )
 from ferlab.errors import DataError, FerlabError
 
@@ -200,6 +201,24 @@ def test_early_stopping_and_plateau(tiny_model, tmp_path):
     result = train(recipe, data=data, out_dir=tmp_path / "run")
     assert result.stop_reason == "early_stopping"
     assert result.metrics["epochs"] == 3 and result.metrics["best_epoch"] == 1
+
+
+def test_min_epochs_holds_off_early_stopping_also_for_a_stopped_run(tiny_model, tmp_path):
+    """A minimum given when resuming a run that early stopping ended takes it on from its last
+    epoch to the minimum (what reproduce.py does for a recipe that gained one)."""
+    data = synthetic_data()
+    recipe = _recipe(tiny_model, epochs=30, early_stopping=2)
+    recipe.optim.lr = 0.0  # nothing improves after the first epoch
+    out = tmp_path / "run"
+    assert train(recipe, data=data, out_dir=out).metrics["epochs"] == 3
+    recipe.train.min_epochs = 6
+    result = train(recipe, data=data, out_dir=out, resume=True)
+    assert result.stop_reason == "early_stopping"
+    assert result.metrics["epochs"] == 6 and result.metrics["best_epoch"] == 1
+    epochs = (out / "history.csv").read_text().splitlines()[1:]
+    assert [float(row.split(",")[0]) for row in epochs] == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(DataError, match="'train.min_epochs' \\(40\\) is more than"):
+        apply_overrides(_recipe(tiny_model, epochs=30), {"train.min_epochs": 40})
 
 
 @pytest.mark.parametrize("mode", ["probability", "crossentropy", "multi"])

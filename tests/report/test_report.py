@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -74,7 +75,6 @@ papers:
   - key: first
     title: First paper, Table 1
     hardware: one GPU
-    min_epochs: 8
     stated: Adam at the stated rate; epochs not given.
     configurations:
       - {id: a, label: Alpha row, recipe: alpha, seeds: 2}
@@ -291,23 +291,6 @@ def test_gap_to_the_paper_with_run_backed_findings(plan, tmp_path):
     assert gap(report, report.row("x")).verdict == "no run possible"
     assert gap(report, report.row("h")).verdict == "needs a GPU"
     assert gap(report, report.row("g")).verdict == "pending"
-
-
-def test_runs_ended_before_the_papers_stated_minimum_are_a_finding(plan, tmp_path):
-    runs = [
-        _fake_run(tmp_path / "a0", plan, "alpha", 0, 0.4, 0.4, epochs=7, stop="early_stopping"),
-        _fake_run(tmp_path / "a1", plan, "alpha", 1, 0.4, 0.4, epochs=9, stop="early_stopping"),
-        _fake_run(
-            tmp_path / "g0", plan, "gamma_small", 0, 0.4, 0.4, epochs=2, stop="early_stopping"
-        ),
-    ]
-    report = build_report(runs, load_spec(plan))
-    findings = gap(report, report.row("a")).findings
-    assert (
-        "1 run(s) ended by early stopping after 7 epochs, before the paper's stated minimum of 8"
-        in findings
-    )
-    assert not any("stated minimum" in f for f in gap(report, report.row("g")).findings)  # none
 
 
 def test_collapse_is_found_from_the_confusion_matrix(plan, tmp_path):
@@ -704,6 +687,45 @@ def test_two_runners_never_train_one_run(plan, tmp_path, monkeypatch, capsys):
     assert f"skipped alpha-s0: another runner (process {other.pid}) is training it" in err
     assert (out / "alpha-s0" / reproduce.LOCK).read_text() == str(other.pid)  # not its to free
     assert not (out / "alpha-lr-s0" / reproduce.LOCK).exists()
+
+
+def test_a_run_early_stopping_ended_before_a_later_minimum_is_extended(plan, tmp_path, monkeypatch):
+    """A recipe that gains ``train.min_epochs`` after its run stopped early: the report does not
+    count the run (it says why), the runner resumes it with the minimum; a run that went past
+    the minimum is the same run whether or not it had one."""
+    import ferlab.engine.trainer as trainer_mod
+
+    recipe = plan.parent / "recipes" / "alpha.yaml"
+    text = recipe.read_text()
+    recipe.write_text(text.replace("batch_size: 32}", "batch_size: 32, min_epochs: 3}"))
+    spec, out = load_spec(plan), tmp_path / "runs"
+    short = _fake_run(out / "alpha-s0", plan, "alpha", 0, 0.5, 0.5, epochs=2, stop="early_stopping")
+    long = _fake_run(out / "alpha-s1", plan, "alpha", 1, 0.5, 0.5, stop="early_stopping")
+    for run in (short, long):  # written before the recipe had the minimum
+        config = run / "config.yaml"
+        config.write_text(config.read_text().replace("min_epochs: 3", "min_epochs: null"))
+    report = build_report([short, long], spec)
+    assert [r.path.name for r in report.row("a").runs] == ["alpha-s1"]
+    (why,) = [w for p, w in report.not_counted if p == short]
+    assert "early stopping ended it after 2 epochs, before the recipe's minimum of 3" in why
+
+    reproduce = _runner()
+    sched = spec.schedule()
+    runs = {r.out.name: r for r in reproduce.plan_runs(spec, sched, out, ["a"], 2)}
+    assert (runs["alpha-s0"].state, runs["alpha-s1"].state) == ("extend", "done")
+    resumed = []
+    monkeypatch.setattr(
+        trainer_mod, "resume_recipe", lambda folder: load_recipe(folder / "config.yaml")
+    )
+    monkeypatch.setattr(
+        trainer_mod,
+        "train",
+        lambda r, **kw: resumed.append((r, kw["resume"])) or SimpleNamespace(stop_reason="x"),
+    )
+    console = reproduce.Console(stderr=True)
+    reproduce.train_run(runs["alpha-s0"], spec, sched, 1, None, False, console)
+    ((again, resume),) = resumed
+    assert resume and again.train.min_epochs == 3 and again.train.seed == 0
 
 
 @pytest.mark.slow

@@ -218,6 +218,8 @@ class TrainSection:
     eval_batch_size: int = 512
     early_stopping: int | None = None
     """Stop after this many epochs without a better validation accuracy."""
+    min_epochs: int | None = None
+    """Early stopping cannot end the run before this many epochs (a paper's "at least N")."""
     time_budget: str | None = None
     """Training budget such as ``90s``, ``30m``, ``2h``, ``1h30m``, on :attr:`budget_clock`."""
     budget_clock: str = "wall"
@@ -305,7 +307,13 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "eval.tta": TTA_CHOICES,
     "distill.tta": TTA_CHOICES,
 }
-_POSITIVE = {"train.epochs", "train.batch_size", "train.eval_batch_size", "optim.lr"}
+_POSITIVE = {
+    "train.epochs",
+    "train.min_epochs",
+    "train.batch_size",
+    "train.eval_batch_size",
+    "optim.lr",
+}
 
 
 # Names other tools use for some keys, so that a suggestion can point at ours.
@@ -414,6 +422,12 @@ def recipe_from_dict(raw: dict[str, Any], *, where: str = "<recipe>") -> Recipe:
     recipe = _build(Recipe, raw, "", where)
     if recipe.train.time_budget is not None:
         parse_duration(recipe.train.time_budget, where=where)
+    if (recipe.train.min_epochs or 0) > recipe.train.epochs:
+        raise DataError(
+            f"'train.min_epochs' ({recipe.train.min_epochs}) is more than 'train.epochs' "
+            f"({recipe.train.epochs}): lower it or train longer",
+            path=where,
+        )
     if not 0 <= recipe.distill.weight <= 1:
         raise DataError(
             f"'distill.weight' must be between 0 and 1, not {recipe.distill.weight!r}", path=where

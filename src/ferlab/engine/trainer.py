@@ -953,7 +953,11 @@ class _Trainer:
                 if self.budget is not None and self._used() >= self.budget:
                     s.stop_reason = "time_budget"
                     return
-                if r.train.early_stopping and s.bad_epochs >= r.train.early_stopping:
+                if (
+                    r.train.early_stopping
+                    and s.bad_epochs >= r.train.early_stopping
+                    and s.epoch >= (r.train.min_epochs or 0)
+                ):
                     s.stop_reason = "early_stopping"
                     return
                 order = self._epoch_order(s.epoch)

@@ -5,7 +5,8 @@ How runs become rows. A run belongs to the configurations whose CPU recipe has t
 its resolved recipe matches the recipe as the report's schedule trains it (the recipe file with the
 schedule's overrides) in every field that defines the protocol (model, data, augmentation,
 optimiser, schedule, epochs, batch, test-time augmentation, time budget, and the precision where
-the schedule fixes one; seed, paths, device and threads may differ), and it has finished. A run
+the schedule fixes one; seed, paths, device and threads may differ), and it has finished (not by
+early stopping before the recipe's ``train.min_epochs``). A run
 that matches a check of the schedule instead is that check's. Runs of a row's full-size recipe
 (a GPU run) count for its GPU line. Anything else is listed with the reason it was not counted.
 
@@ -181,6 +182,13 @@ def _matches(run: RunRecord, reference: Recipe) -> str | None:
         return f"time budget {run.budget[0]}, the schedule's is {reference.train.time_budget}"
     if precision != "auto" and run.recipe.train.precision != precision:
         return f"precision {run.recipe.train.precision}, the schedule's is {precision}"
+    least = reference.train.min_epochs
+    if least and run.stop_reason == "early_stopping" and (run.epochs or 0) < least:
+        # min_epochs only delays early stopping: a run that went past it is the same run.
+        return (
+            f"early stopping ended it after {run.epochs:g} epochs, before the recipe's minimum "
+            f"of {least} (resume it to go on)"
+        )
     return None
 
 
@@ -452,18 +460,6 @@ def gap(report: Report, row: Row) -> Gap:
             f"{planned} epochs"
         )
         effects.append("differs")
-    least = next(p.min_epochs for p in report.spec.papers if p.key == c.paper)
-    short = [
-        r
-        for r in row.runs
-        if least and r.stop_reason == "early_stopping" and (r.epochs or 0) < least
-    ]
-    if short:
-        findings.append(
-            f"{len(short)} run(s) ended by early stopping after "
-            f"{', '.join(f'{r.epochs:g}' for r in short)} epochs, before the paper's stated "
-            f"minimum of {least}"
-        )
     paper_labels = row.recipe.data.labels if row.recipe else None
     labels = sorted({r.label_mode for r in row.runs if r.label_mode} - {paper_labels})
     if labels and paper_labels:

@@ -83,9 +83,6 @@ class Paper:
     configurations: tuple[Configuration, ...]
     stated: str = ""
     """The training protocol as the paper states it, and what it leaves open (no choice of ours)."""
-    min_epochs: int | None = None
-    """The fewest epochs the paper says every network trained for (a run stopped earlier by our
-    early stopping departs from it, and the report says so)."""
 
 
 @dataclass(frozen=True)
@@ -213,7 +210,7 @@ _SPEC_KEYS = {
     "schedules",
     "default_schedule",
 }
-_PAPER_KEYS = {"key", "title", "hardware", "configurations", "stated", "min_epochs"}
+_PAPER_KEYS = {"key", "title", "hardware", "configurations", "stated"}
 PAPER_MEASURES = ("test", "training")
 _CONFIG_KEYS = {
     "id",
@@ -407,9 +404,6 @@ def load_spec(path: str | Path) -> ReproductionSpec:
                 _text(p, "hardware"),
                 tuple(configs),
                 _text(p, "stated"),
-                None
-                if p.get("min_epochs") is None
-                else _positive(p["min_epochs"], f"paper '{p['key']}': min_epochs", path),
             )
         )
     for c in (c for p in papers for c in p.configurations):

@@ -33,7 +33,8 @@ def protocol_text(recipe: Recipe) -> str:
     t, o, s = recipe.train, recipe.optim, recipe.schedule
     epochs = f"{t.epochs} epochs"
     if t.early_stopping:
-        epochs += f" (early stopping after {t.early_stopping})"
+        epochs += f" (early stopping after {t.early_stopping}"
+        epochs += f", not before epoch {t.min_epochs})" if t.min_epochs else ")"
     if t.time_budget:
         epochs += (
             f" or {t.time_budget} of {'CPU' if t.budget_clock == 'cpu' else 'wall-clock'} time"

@@ -249,6 +249,7 @@ _NOT_PROTOCOL = {
     "model": {"face_checkpoint"},
     "data": {"path", "ferplus", "cache_dir", "skip_bad"},
     "train": {
+        "min_epochs",  # compared on the run's stop instead (report.build._matches)
         "time_budget",
         "budget_clock",
         "seed",
