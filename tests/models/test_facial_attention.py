@@ -63,6 +63,23 @@ def test_softmax_weighting_normalises_over_space_and_learns_a_weight_per_map() -
     torch.testing.assert_close(uniform, torch.ones(1, 3, 5, 5))
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_learned_weights_and_interpolation_follow_the_maps_in_either_memory_layout(layout):
+    """The layer weighs after interpolating (the cheap order, linear so the same result): it must
+    equal interpolating the weighted maps of ``attention_maps``, and the weights must learn."""
+    torch.manual_seed(0)
+    layer = FeatureMapAttention(4, features="all", combine="concat", softmax=True)
+    with torch.no_grad():
+        layer.map_weights.copy_(torch.tensor([0.5, 2.0, -1.0, 3.0]))
+    img = torch.rand(2, 1, 12, 12).contiguous(memory_format=layout)
+    feats = torch.randn(2, 4, 5, 5).contiguous(memory_format=layout)
+    out = layer(img, feats)
+    expected = F.interpolate(layer.attention_maps(feats), size=(12, 12), mode="bilinear")
+    torch.testing.assert_close(out[:, 1:], expected)
+    out[:, 1:].sum().backward()
+    assert layer.map_weights.grad is not None and (layer.map_weights.grad != 0).all()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "kind"),
     [({"features": "max"}, "feature mode"), ({"combine": "add"}, "combine mode")],

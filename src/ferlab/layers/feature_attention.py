@@ -75,6 +75,10 @@ class FeatureMapAttention(nn.Module):
 
     def attention_maps(self, feats: torch.Tensor) -> torch.Tensor:
         """The reduced and (with ``softmax``) weighted maps, B×k×h×w at the size of ``feats``."""
+        return self._weighted(self._normalised(feats))
+
+    def _normalised(self, feats: torch.Tensor) -> torch.Tensor:
+        """The reduced maps, spatially softmaxed with ``softmax``: all but the learned weights."""
         if self.reduce is not None:
             maps = self.reduce(feats)
         elif self.features == "average":
@@ -83,14 +87,35 @@ class FeatureMapAttention(nn.Module):
             maps = feats
         if self.map_weights is not None:
             b, k, h, w = maps.shape
-            maps = torch.softmax(maps.reshape(b, k, h * w), dim=-1).reshape(b, k, h, w)
-            maps = maps * (h * w) * self.map_weights.view(1, k, 1, 1)
+            maps = torch.softmax(maps.reshape(b, k, h * w), dim=-1).reshape(b, k, h, w) * (h * w)
         return maps
 
+    def _weighted(self, maps: torch.Tensor) -> torch.Tensor:
+        if self.map_weights is None:
+            return maps
+        return maps * self.map_weights.view(1, -1, 1, 1)
+
     def forward(self, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        maps = self.attention_maps(feats)
+        maps = self._normalised(feats)
         if maps.shape[-2:] != x.shape[-2:]:
-            maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            # In the layout of the network's features (channels-last in training), so that the
+            # large interpolated maps are never converted; the learned weights are applied after
+            # the interpolation (linear: the same result), so that unless the maps themselves
+            # learn (features="conv") no gradient flows back through it. Both matter for
+            # features="all": most of a training step went to them.
+            layout = (
+                torch.channels_last
+                if feats.is_contiguous(memory_format=torch.channels_last)
+                and not feats.is_contiguous()
+                else torch.contiguous_format
+            )
+            maps = F.interpolate(
+                maps.contiguous(memory_format=layout),
+                size=x.shape[-2:],
+                mode="bilinear",
+                align_corners=False,
+            )
+        maps = self._weighted(maps)
         if self.combine == "concat":
             return torch.cat([x, maps], dim=1)
         if self.combine == "weighted":
