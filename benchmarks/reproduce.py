@@ -68,7 +68,9 @@ from ferlab.report import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-TO_TRAIN = ("new", "resume", "extend")
+RESUMED = ("resume", "extend")
+"""States of a run that goes on from its ``last.pt``."""
+TO_TRAIN = ("new", *RESUMED)
 FACE_ROW = "face / non-face network"
 
 
@@ -209,7 +211,7 @@ def plan_runs(
     runs.sort(
         key=lambda r: (
             r.order,
-            r.state not in ("resume", "extend"),
+            r.state not in RESUMED,
             r.estimate_s is None,
             r.estimate_s or 0.0,
         )
@@ -236,7 +238,7 @@ def _estimate(run: PlannedRun, epochs: int, timings: dict[str, float]) -> None:
         run.estimate_s = 0.0 if run.state == "done" else None
         return
     done = 0.0
-    if run.state in ("resume", "extend"):
+    if run.state in RESUMED:
         history = read_run(run.out).history if (run.out / "config.yaml").is_file() else ()
         done = history[-1].get("epoch", 0.0) if history else 0.0
     run.estimate_s = max(0.0, epochs - done) * per_epoch
@@ -290,7 +292,7 @@ def train_run(
     from ferlab.engine.recipe import apply_overrides
     from ferlab.engine.trainer import resume_recipe, train
 
-    resume = run.state in ("resume", "extend")
+    resume = run.state in RESUMED
     if resume:
         recipe = resume_recipe(run.out)
         if run.min_epochs:  # a minimum the recipe gained after the run started

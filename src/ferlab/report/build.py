@@ -6,9 +6,9 @@ its resolved recipe matches the recipe as the report's schedule trains it (the r
 schedule's overrides) in every field that defines the protocol (model, data, augmentation,
 optimiser, schedule, epochs, batch, test-time augmentation, time budget, and the precision where
 the schedule fixes one; seed, paths, device and threads may differ), and it has finished (not by
-early stopping before the recipe's ``train.min_epochs``). A run
-that matches a check of the schedule instead is that check's. Runs of a row's full-size recipe
-(a GPU run) count for its GPU line. Anything else is listed with the reason it was not counted.
+early stopping before the recipe's ``train.min_epochs``). A run that matches a check of the
+schedule instead is that check's. Runs of a row's full-size recipe (a GPU run) count for its GPU
+line. Anything else is listed with the reason it was not counted.
 
 Accuracies are in percent: the mean over seeds ± the sample standard deviation (n − 1).
 """
