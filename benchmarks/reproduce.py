@@ -99,16 +99,11 @@ class PlannedRun:
         if self.problem:
             return "cannot run"
         if (self.out / "metrics.json").is_file():
-            return "extend" if self._stopped_short() else "done"
+            stopped_short = self.min_epochs and read_run(self.out).stopped_before(self.min_epochs)
+            return "extend" if stopped_short else "done"
         if (self.out / "last.pt").is_file():
             return "resume"
         return "new"
-
-    def _stopped_short(self) -> bool:
-        if not self.min_epochs:
-            return False
-        run = read_run(self.out)
-        return run.stop_reason == "early_stopping" and (run.epochs or 0) < self.min_epochs
 
 
 def _seconds_per_epoch(*folders: Path | None) -> dict[str, float]:

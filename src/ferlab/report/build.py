@@ -182,12 +182,10 @@ def _matches(run: RunRecord, reference: Recipe) -> str | None:
         return f"time budget {run.budget[0]}, the schedule's is {reference.train.time_budget}"
     if precision != "auto" and run.recipe.train.precision != precision:
         return f"precision {run.recipe.train.precision}, the schedule's is {precision}"
-    least = reference.train.min_epochs
-    if least and run.stop_reason == "early_stopping" and (run.epochs or 0) < least:
-        # min_epochs only delays early stopping: a run that went past it is the same run.
+    if run.stopped_before(reference.train.min_epochs):
         return (
             f"early stopping ended it after {run.epochs:g} epochs, before the recipe's minimum "
-            f"of {least} (resume it to go on)"
+            f"of {reference.train.min_epochs} (resume it to go on)"
         )
     return None
 

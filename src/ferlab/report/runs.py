@@ -70,6 +70,15 @@ class RunRecord:
     def budget(self) -> tuple[str | None, str]:
         return self.recipe.train.time_budget, self.recipe.train.budget_clock
 
+    def stopped_before(self, min_epochs: int | None) -> bool:
+        """Whether early stopping ended the run before ``min_epochs`` (a recipe's minimum, which
+        only delays early stopping: a run that went past it is the same run)."""
+        return (
+            bool(min_epochs)
+            and self.stop_reason == "early_stopping"
+            and (self.epochs or 0) < min_epochs
+        )
+
     @property
     def final_train_acc(self) -> float | None:
         """Training accuracy (0–1) over the last epoch in ``history.csv``."""
