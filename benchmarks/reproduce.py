@@ -23,6 +23,11 @@ as ``<recipe>-s<seed>/`` and checks as ``<recipe>-<check>-s<seed>/``; their smal
   a lock whose process has ended is taken over, and a run that fails before training began leaves
   no folder behind;
 * records the machine of every session in the run's ``machine.json``;
+* keeps what the small files cannot rebuild in git between sessions, since a session's disk does
+  not outlive it: ``--park`` packs the unfinished runs' ``last.pt`` and the face network's
+  ``best.pt`` (which runs not yet started need) into one archive at one fixed path,
+  ``checkpoints/<schedule folder>/in-progress.tar``, overwritten each time; every later command
+  first restores from it the files a fresh checkout lacks;
 * finally writes the schedule's report and its figures (``ferlab compare --report``).
 
 Usage::
@@ -33,6 +38,7 @@ Usage::
     python benchmarks/reproduce.py --only luo         # a paper, configuration id or recipe
     python benchmarks/reproduce.py --only jahromi_medium-fp32-s0   # or single runs
     python benchmarks/reproduce.py --gpu              # the GPU-only rows, on a CUDA machine
+    python benchmarks/reproduce.py --park             # at a session's end, runners stopped
     python benchmarks/reproduce.py --schedule 5m      # the first campaign (5 CPU-minutes a run)
 """
 
@@ -47,6 +53,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import contextlib
 import sys
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,6 +340,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, help="default: figures/ beside the report")
     parser.add_argument("--no-report", action="store_true", help="train only")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    parser.add_argument(
+        "--park",
+        action="store_true",
+        help="pack the unfinished runs' last.pt and the face network's best.pt into --archive",
+    )
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        help="default: checkpoints/<schedule folder>/in-progress.tar (kept in git)",
+    )
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
@@ -341,7 +358,13 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_spec(args.plan)
         schedule = spec.schedule(args.schedule)
         out = args.out or schedule.out
+        archive = args.archive or ROOT / "checkpoints" / out.name / ARCHIVE
+        if not args.park:
+            for name in unpark(out, archive):
+                console.print(f"restored {name} from {archive}", highlight=False)
         runs = plan_runs(spec, schedule, out, args.only, args.seeds, args.gpu)
+        if args.park:
+            return _park(runs, out, archive, console)
         print_plan(console, runs, spec, schedule)
         if args.dry_run:
             return 0
@@ -349,6 +372,76 @@ def main(argv: list[str] | None = None) -> int:
     except FerlabError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 2
+
+
+ARCHIVE = "in-progress.tar"
+"""The archive of checkpoints that ``--park`` keeps in git between sessions."""
+
+
+def park(runs: list[PlannedRun], out: Path, archive: Path) -> list[Path]:
+    """Pack into ``archive`` what a fresh checkout would lack to go on: the ``last.pt`` of every
+    run that resumes and the face network's ``best.pt`` while a run that needs it has not
+    finished. Returns the files packed; with none, the archive is removed."""
+    files = [r.out / "last.pt" for r in runs if r.state in RESUMED]
+    face = _face_run(runs)
+    if face and any(r.needs_face and r.state != "done" for r in runs):
+        files.append(face.out / "best.pt")
+    files = [f for f in files if f.is_file()]
+    if not files:
+        archive.unlink(missing_ok=True)
+        return []
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    part = archive.with_name(archive.name + ".part")
+    with tarfile.open(part, "w") as tar:
+        for f in files:
+            tar.add(f, arcname=f.relative_to(out).as_posix())
+    os.replace(part, archive)  # a reader never sees half an archive
+    return files
+
+
+def unpark(out: Path, archive: Path) -> list[str]:
+    """Restore from ``archive`` (see :func:`park`) the checkpoints missing in ``out``; a file that
+    is there already is left alone. Returns the members restored."""
+    if not archive.is_file():
+        return []
+    restored = []
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                run, _, name = member.name.partition("/")
+                if (
+                    not member.isfile()
+                    or run in ("", ".", "..")
+                    or name not in ("last.pt", "best.pt")
+                ):
+                    raise FerlabError(f"{archive}: unexpected member {member.name!r}")
+                target = out / run / name
+                if target.exists():
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                part = target.with_suffix(".part")
+                with tar.extractfile(member) as src:
+                    part.write_bytes(src.read())
+                os.replace(part, target)
+                restored.append(member.name)
+    except (tarfile.TarError, OSError) as exc:
+        raise FerlabError(f"{archive}: cannot restore checkpoints from it ({exc})") from exc
+    return restored
+
+
+def _park(runs: list[PlannedRun], out: Path, archive: Path, console: Console) -> int:
+    files = park(runs, out, archive)
+    for f in files:
+        console.print(
+            f"parked {f.relative_to(out)} ({f.stat().st_size / 1e6:.1f} MB)", highlight=False
+        )
+    where = (
+        f"{archive} ({archive.stat().st_size / 1e6:.1f} MB)"
+        if files
+        else f"nothing: removed {archive}"
+    )
+    console.print(f"in git between sessions: {where}", highlight=False)
+    return 0
 
 
 LOCK = ".training.lock"

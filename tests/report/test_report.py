@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -687,6 +688,56 @@ def test_two_runners_never_train_one_run(plan, tmp_path, monkeypatch, capsys):
     assert f"skipped alpha-s0: another runner (process {other.pid}) is training it" in err
     assert (out / "alpha-s0" / reproduce.LOCK).read_text() == str(other.pid)  # not its to free
     assert not (out / "alpha-lr-s0" / reproduce.LOCK).exists()
+
+
+def test_parked_checkpoints_come_back_in_a_fresh_checkout(plan, tmp_path, capsys):
+    """``--park`` keeps in one archive what git does not: the resuming runs' ``last.pt`` and the
+    face network's ``best.pt`` while a run that needs it is unfinished; a fresh checkout gets
+    them back, and nothing the archive holds overwrites a file that is there."""
+    reproduce = _runner()
+    out, archive = tmp_path / "runs", tmp_path / "keep" / "in-progress.tar"
+    face = reproduce.PlannedRun("facenet", 0, out / "facenet-s0", [reproduce.FACE_ROW])
+    started = reproduce.PlannedRun("alpha", 0, out / "alpha-s0", ["A"], needs_face=True)
+    waiting = reproduce.PlannedRun("alpha", 1, out / "alpha-s1", ["A"], needs_face=True)
+    for path, data in ((face.out / "metrics.json", b"{}"), (face.out / "best.pt", b"face")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    started.out.mkdir()
+    (started.out / "last.pt").write_bytes(b"epoch 7")
+    assert [r.state for r in (face, started, waiting)] == ["done", "resume", "new"]
+    runs = [face, started, waiting]
+    packed = reproduce.park(runs, out, archive)
+    assert packed == [started.out / "last.pt", face.out / "best.pt"]
+
+    for f in packed:  # a fresh checkout: the ignored checkpoints are gone
+        f.unlink()
+    (out / "alpha-s0" / "last.pt").write_bytes(b"epoch 9")  # except one, newer than the archive
+    assert reproduce.unpark(out, archive) == ["facenet-s0/best.pt"]
+    assert (face.out / "best.pt").read_bytes() == b"face"
+    assert (started.out / "last.pt").read_bytes() == b"epoch 9"
+    (started.out / "last.pt").unlink()
+    assert reproduce.unpark(out, archive) == ["alpha-s0/last.pt"]
+    assert started.state == "resume" and (started.out / "last.pt").read_bytes() == b"epoch 7"
+
+    # the command: restores before planning, parks on --park
+    args = ["--plan", str(plan), "--out", str(out), "--archive", str(archive), "--only", "a"]
+    capsys.readouterr()
+    assert reproduce.main([*args, "--park"]) == 0
+    assert "parked alpha-s0/last.pt (0.0 MB)" in capsys.readouterr().err
+    (started.out / "last.pt").unlink()
+    assert reproduce.main([*args, "--dry-run"]) == 0
+    assert "restored alpha-s0/last.pt from" in capsys.readouterr().err
+    (started.out / "last.pt").unlink()
+    with tarfile.open(archive, "w"):  # an empty archive: nothing resumes
+        pass
+    assert reproduce.main([*args, "--park"]) == 0
+    assert "nothing: removed" in capsys.readouterr().err and not archive.exists()
+
+    with tarfile.open(archive, "w") as tar:  # a member that would land outside the folder
+        tar.add(face.out / "best.pt", arcname="../outside/best.pt")
+    with pytest.raises(FerlabError, match="unexpected member '../outside/best.pt'"):
+        reproduce.unpark(out, archive)
+    assert not (tmp_path / "outside").exists()
 
 
 def test_a_run_early_stopping_ended_before_a_later_minimum_is_extended(plan, tmp_path, monkeypatch):
