@@ -77,7 +77,9 @@ from ferlab.report import (
 ROOT = Path(__file__).resolve().parents[1]
 RESUMED = ("resume", "extend")
 """States of a run that goes on from its ``last.pt``."""
-TO_TRAIN = ("new", *RESUMED)
+TO_TRAIN = ("new", "restart", *RESUMED)
+"""``restart``: a run that began but whose ``last.pt`` is gone (neither here nor parked); it trains
+again from epoch 0."""
 FACE_ROW = "face / non-face network"
 
 
@@ -110,7 +112,7 @@ class PlannedRun:
             return "extend" if stopped_short else "done"
         if (self.out / "last.pt").is_file():
             return "resume"
-        return "new"
+        return "restart" if (self.out / "config.yaml").is_file() else "new"
 
 
 def _seconds_per_epoch(*folders: Path | None) -> dict[str, float]:
@@ -260,7 +262,8 @@ def print_plan(
     console.print(
         f"[bold]schedule {schedule.name}[/]: {schedule.description}\n[bold]{len(runs)} runs[/], "
         f"{states.count('done')} done, {states.count('resume')} to resume, "
-        f"{states.count('extend')} to extend, {states.count('new')} new; at most "
+        f"{states.count('extend')} to extend, {states.count('restart')} to restart (checkpoint "
+        f"lost), {states.count('new')} new; at most "
         f"{_hours(known)} of training left (before early stopping) at the seconds per epoch "
         f"measured in this campaign's runs, else in {schedule.timings or 'none'}"
         + (f", {unknown} run(s) without a measured epoch time" if unknown else ""),

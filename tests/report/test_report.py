@@ -591,6 +591,9 @@ def test_runner_order_states_only_seeds_and_gpu(plan, tmp_path):
     (out / "alpha-fp32-s0" / "last.pt").unlink()
     again = reproduce.plan_runs(spec, sched, out, [], None)
     assert [r.out.name for r in again[1:3]] == ["alpha-lr-s0", "alpha-fp32-s0"]  # started first
+    (out / "beta-s0").mkdir()
+    (out / "beta-s0" / "config.yaml").write_text("")  # began, but its last.pt is gone
+    assert next(r for r in again if r.out.name == "beta-s0").state == "restart"
     picked = reproduce.plan_runs(spec, sched, out, ["beta-s1", "alpha-lr-s0"], None)
     assert [r.out.name for r in picked] == ["alpha-lr-s0", "beta-s1"]  # in training order
     only = reproduce.plan_runs(spec, sched, out, ["second"], 3)
