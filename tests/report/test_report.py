@@ -360,6 +360,7 @@ def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
         " run for Second paper." in text
     )
     assert "OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule full" in text
+    assert "python benchmarks/reproduce.py --schedule full --park" in text
     assert "| precision check | `alpha` | train.precision: fp32 | 61.00 (n=1) |" in text
     # a check's note is printed beside it, a dash where the plan gives none
     assert "| a, b | — |" in text and "| a | A faster rate. |" in text

@@ -532,6 +532,8 @@ def render_markdown(
         f"OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule {sched.name}"
         " --no-report > reproduce.log 2>&1 &",
         f"python benchmarks/reproduce.py --schedule {sched.name} --dry-run   # state, estimate",
+        f"python benchmarks/reproduce.py --schedule {sched.name} --park   # runners stopped: keeps"
+        " the unfinished runs' checkpoints in git (restored by the next command)",
         f"ferlab compare {out}/* --report {shown_path(sched.report)} --schedule {sched.name}"
         + "".join(f" --embed {shown_path(Path(d))}" for d in embed),
         "```",
