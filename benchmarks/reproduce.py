@@ -346,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--park",
         action="store_true",
-        help="pack the unfinished runs' last.pt and the face network's best.pt into --archive",
+        help="pack the plan's unfinished runs' last.pt and the face network's best.pt into "
+        "--archive (every run of the schedule, whatever --only says)",
     )
     parser.add_argument(
         "--archive",
@@ -365,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.park:
             for name in unpark(out, archive):
                 console.print(f"restored {name} from {archive}", highlight=False)
+        if args.park:  # the whole plan: the archive replaces the previous one
+            return _park(plan_runs(spec, schedule, out, [], args.seeds), out, archive, console)
         runs = plan_runs(spec, schedule, out, args.only, args.seeds, args.gpu)
-        if args.park:
-            return _park(runs, out, archive, console)
         print_plan(console, runs, spec, schedule)
         if args.dry_run:
             return 0

@@ -726,7 +726,7 @@ def test_parked_checkpoints_come_back_in_a_fresh_checkout(plan, tmp_path, capsys
     # the command: restores before planning, parks on --park
     args = ["--plan", str(plan), "--out", str(out), "--archive", str(archive), "--only", "a"]
     capsys.readouterr()
-    assert reproduce.main([*args, "--park"]) == 0
+    assert reproduce.main([*args[:-1], "b", "--park"]) == 0  # the whole plan, whatever --only
     assert "parked alpha-s0/last.pt (0.0 MB)" in capsys.readouterr().err
     (started.out / "last.pt").unlink()
     assert reproduce.main([*args, "--dry-run"]) == 0
