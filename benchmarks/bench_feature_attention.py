@@ -38,13 +38,7 @@ def reference_forward(self: FeatureMapAttention, x: torch.Tensor, feats: torch.T
     maps = self.attention_maps(feats)
     if maps.shape[-2:] != x.shape[-2:]:
         maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
-    if self.combine == "concat":
-        return torch.cat([x, maps], dim=1)
-    if self.combine == "weighted":
-        maps = 1 + maps
-    if self.maps == 1:
-        return x * maps
-    return (maps.unsqueeze(2) * x.unsqueeze(1)).flatten(1, 2)
+    return self.combine_maps(x, maps)
 
 
 def step_seconds(model: torch.nn.Module, steps: int) -> float:

@@ -115,7 +115,10 @@ class FeatureMapAttention(nn.Module):
                 mode="bilinear",
                 align_corners=False,
             )
-        maps = self._weighted(maps)
+        return self.combine_maps(x, self._weighted(maps))
+
+    def combine_maps(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """``x`` with ``maps`` (already at its size and weighted) as ``combine`` says."""
         if self.combine == "concat":
             return torch.cat([x, maps], dim=1)
         if self.combine == "weighted":
