@@ -699,7 +699,7 @@ def test_parked_checkpoints_come_back_in_a_fresh_checkout(plan, tmp_path, capsys
     face network's ``best.pt`` while a run that needs it is unfinished; a fresh checkout gets
     them back, and nothing the archive holds overwrites a file that is there."""
     reproduce = _runner()
-    out, archive = tmp_path / "runs", tmp_path / "keep" / "in-progress.tar"
+    out, archive = tmp_path / "runs", tmp_path / "keep" / "in-progress.tar.xz"
     face = reproduce.PlannedRun("facenet", 0, out / "facenet-s0", [reproduce.FACE_ROW])
     started = reproduce.PlannedRun("alpha", 0, out / "alpha-s0", ["A"], needs_face=True)
     waiting = reproduce.PlannedRun("alpha", 1, out / "alpha-s1", ["A"], needs_face=True)
