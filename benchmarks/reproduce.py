@@ -52,6 +52,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import contextlib
+import json
 import sys
 import tarfile
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from typing import Any
 from rich.console import Console
 
 from ferlab.errors import FerlabError
+from ferlab.inference.shipped import file_sha256
 from ferlab.report import (
     CHECK_KINDS,
     STAGES,
@@ -390,6 +392,7 @@ def park(runs: list[PlannedRun], out: Path, archive: Path) -> list[Path]:
     face = _face_run(runs)
     if face and any(r.needs_face and r.state != "done" for r in runs):
         files.append(face.out / "best.pt")
+        _record_weights_digest(face.out)
     files = [f for f in files if f.is_file()]
     if not files:
         archive.unlink(missing_ok=True)
@@ -402,6 +405,20 @@ def park(runs: list[PlannedRun], out: Path, archive: Path) -> list[Path]:
             tar.add(f, arcname=f.relative_to(out).as_posix())
     os.replace(part, archive)  # a reader never sees half an archive
     return files
+
+
+def _record_weights_digest(run_dir: Path) -> None:
+    """Add ``best_sha256`` to a finished run's ``metrics.json`` where the run predates it, so the
+    report can tell which attention runs loaded these weights."""
+    metrics_path, best = run_dir / "metrics.json", run_dir / "best.pt"
+    if not (metrics_path.is_file() and best.is_file()):
+        return
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    if "best_sha256" not in metrics:
+        metrics["best_sha256"] = file_sha256(best)
+        part = metrics_path.with_suffix(".part")
+        part.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        os.replace(part, metrics_path)
 
 
 def unpark(out: Path, archive: Path) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -85,6 +86,15 @@ def test_models_1_to_3_train_with_the_face_network_bit_for_bit_unchanged(
     data = synthetic_data(n=200)  # 140 training images: four steps of 32
     result = train(_emotion_recipe(model, kwargs, face_checkpoint), data=data, out_dir=tmp_path)
     assert result.metrics["steps"] == 4
+    # Both metrics.json record the face network's file digest: the report matches them.
+    sha = hashlib.sha256(face_checkpoint.read_bytes()).hexdigest()
+    face_metrics = json.loads((face_checkpoint.parent / "metrics.json").read_text())
+    emotion_metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert face_metrics["best_sha256"] == sha == emotion_metrics["face_network"]["sha256"]
+    assert (
+        emotion_metrics["best_sha256"]
+        == hashlib.sha256((tmp_path / "best.pt").read_bytes()).hexdigest()
+    )
     face = read_checkpoint(face_checkpoint)
     emotion = read_checkpoint(tmp_path / "best.pt")
     for key, value in face["state_dict"].items():  # weights and batch-norm statistics

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -366,6 +367,17 @@ def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
     assert "| a, b | — |" in text and "| a | A faster rate. |" in text
 
 
+def test_side_check_with_seeds_still_planned_says_so(plan, fake_runs, tmp_path):
+    """A check whose plan asks more seeds than have finished shows the ones still to train."""
+    fp32 = "overrides: {train.precision: fp32},"
+    plan.write_text(plan.read_text().replace(fp32, fp32 + " seeds: 2,"))
+    report = build_report(fake_runs.values(), load_spec(plan))
+    text = render_markdown(report, {}, tmp_path / "report.md")
+    row = next(line for line in text.splitlines() if line.startswith("| precision check |"))
+    assert "| 61.00 (n=1); 1 more seed(s) planned (estimate: " in row
+    assert "fp32 trains slower than the bf16 runs timed" in row
+
+
 def test_embedded_sections_show_the_same_numbers(plan, fake_runs, tmp_path):
     report = build_report(fake_runs.values(), load_spec(plan))
     doc = tmp_path / "doc.md"
@@ -712,6 +724,9 @@ def test_parked_checkpoints_come_back_in_a_fresh_checkout(plan, tmp_path, capsys
     runs = [face, started, waiting]
     packed = reproduce.park(runs, out, archive)
     assert packed == [started.out / "last.pt", face.out / "best.pt"]
+    # the face run, finished before runs recorded it, gains its weights' digest
+    face_metrics = json.loads((face.out / "metrics.json").read_text())
+    assert face_metrics == {"best_sha256": hashlib.sha256(b"face").hexdigest()}
 
     for f in packed:  # a fresh checkout: the ignored checkpoints are gone
         f.unlink()
@@ -859,6 +874,36 @@ def test_face_network_runs_of_the_schedule_are_reported(plan, tmp_path):
     assert [r.path.name for r in report.face_runs] == ["facenet-s0"]
     assert [p.name for p, _ in report.not_counted] == ["facenet-short"]
     assert face in [r.path for r in report.runs()]
+
+
+def test_the_report_matches_attention_runs_to_their_face_network(plan, tmp_path):
+    """By the SHA-256 each metrics.json records: the face run's weights, the attention run's
+    face network; a run from before that record is counted as unknown."""
+
+    def record(run: Path, **extra: object) -> Path:
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, **extra}))
+        return run
+
+    for name in ("alpha", "beta"):  # both attend with the face network
+        recipe = plan.parent / "recipes" / f"{name}.yaml"
+        attends = "face_checkpoint: facenet-s0/best.pt}"
+        recipe.write_text(recipe.read_text().replace("}", ", " + attends, 1))
+    face = record(_fake_run(tmp_path / "facenet-s0", plan, "facenet", 0, 0.97, 0.96))
+    runs = [_fake_run(tmp_path / f"alpha-s{s}", plan, "alpha", s, 0.6, 0.6) for s in (0, 1)]
+    other = _fake_run(tmp_path / "beta-s0", plan, "beta", 0, 0.6, 0.6)
+    spec = load_spec(plan)
+    text = render_markdown(build_report([face, *runs, other], spec), {}, tmp_path / "r.md")
+    assert "This run does not record its weights' SHA-256, so the 3 finished attention" in text
+
+    record(face, best_sha256="a" * 64)
+    record(runs[0], face_network={"path": "x", "sha256": "a" * 64})
+    record(other, face_network={"path": "y", "sha256": "b" * 64})
+    text = render_markdown(build_report([face, *runs, other], spec), {}, tmp_path / "r.md")
+    assert (
+        "Frozen in 1 of the 3 finished attention run(s) above; 1 loaded another face network;"
+        " 1 do not record which (trained before ferlab recorded it)." in text
+    )
 
 
 def test_gpu_runs_fill_the_rows_that_need_a_gpu(plan, tmp_path):

@@ -56,6 +56,7 @@ from ferlab.engine.checkpoint import (
     FORMAT_VERSION,
     atomic_save,
     build_model,
+    file_sha256,
     remove_stale_temp_files,
 )
 from ferlab.engine.evaluate import confusion_matrix, metrics_from_confusion, predict_proba
@@ -1158,8 +1159,13 @@ class _Trainer:
                 "world_size": self.dist.world,
                 "ferlab_version": __version__,
             }
+            if self.face_network:
+                # Which frozen face network this run attended with, checkable without its weights.
+                metrics["face_network"] = {k: self.face_network[k] for k in ("path", "sha256")}
             best["metrics"] = {**best["metrics"], "test": _brief(results["test"]), "tta": tta}
             atomic_save(best, self.out / "best.pt")
+            # Lets a later run that loads these weights (a face network) be matched to this run.
+            metrics["best_sha256"] = file_sha256(self.out / "best.pt")
             tmp = self.out / ".metrics.json.tmp"
             tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
             os.replace(tmp, self.out / "metrics.json")

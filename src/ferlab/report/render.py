@@ -128,22 +128,34 @@ def _ours(row: Row, report: Report) -> tuple[str, str]:
         g = next((g for g in report.spec.gpu_only if c.id in g.rows), None)
         text = "needs a GPU" + (f" ({g.expected_time})" if g else "")
         return text, "—"
-    planned = row.cpu_recipe.train.epochs if row.cpu_recipe else 0
-    missing = max(0, c.seeds - len(row.runs) - len(row.unfinished))
-    left = missing * planned + sum(max(0.0, planned - (r.epochs or 0)) for r in row.unfinished)
-    estimate = f" ({_time_left(report, row.cpu_recipe, left)})" if left else ""
-    if not row.runs:
-        if row.unfinished:
-            progress = "; ".join(_progress(r, planned) for r in row.unfinished)
-            more = f"; {missing} more seed(s) planned" if missing else ""
-            return f"pending: {progress}{more}{estimate}", "—"
-        return f"pending: not started, {c.seeds} seed(s) × {planned} epochs{estimate}", "—"
-    private = _acc(row.stat())
-    if row.unfinished:
-        private += f"; {len(row.unfinished)} more seed(s) unfinished"
-    if missing:
-        private += f"; {missing} more seed(s) planned"
-    return private + estimate, _acc(row.stat("public"))
+    cell = _seeds_cell(report, row.cpu_recipe, row.runs, row.unfinished, c.seeds)
+    return cell, _acc(row.stat("public")) if row.runs else "—"
+
+
+def _seeds_cell(
+    report: Report,
+    recipe: Recipe | None,
+    runs: Sequence[RunRecord],
+    unfinished: Sequence[RunRecord],
+    seeds: int,
+    slower: str = "",
+) -> str:
+    """PrivateTest accuracy over the finished seeds, with what is unfinished or still planned
+    and the training time it needs (``slower`` qualifies that estimate)."""
+    planned = recipe.train.epochs if recipe else 0
+    missing = max(0, seeds - len(runs) - len(unfinished))
+    left = missing * planned + sum(max(0.0, planned - (r.epochs or 0)) for r in unfinished)
+    estimate = f" ({_time_left(report, recipe, left)}{slower})" if left else ""
+    more = f"; {missing} more seed(s) planned" if missing else ""
+    if runs:
+        done = _acc(mean_sd(100 * r.private for r in runs if r.private is not None))
+        if unfinished:
+            done += f"; {len(unfinished)} more seed(s) unfinished"
+        return done + more + estimate
+    if unfinished:
+        progress = "; ".join(_progress(r, planned) for r in unfinished)
+        return f"pending: {progress}{more}{estimate}"
+    return f"pending: not started, {seeds} seed(s) × {planned} epochs{estimate}"
 
 
 def _epochs(x: float | None) -> str:
@@ -246,11 +258,32 @@ def _face_lines(report: Report) -> list[str]:
             f"Face / non-face network `{run.name}` (seed {run.seed}, {_epochs(run.epochs)} epochs,"
             f" {run.stop_reason.replace('_', ' ')}; {run.machine or run.device}): test accuracy"
             f" {100 * (run.private or 0):.2f} %, validation {100 * (run.public or 0):.2f} % on"
-            " the face / non-face set's own splits; frozen in every attention model above."
+            f" the face / non-face set's own splits. {_face_users(report, run)}"
         )
     for run in report.pending_face:
         lines.append(f"Face / non-face network `{run.name}`: {_progress(run, None)}.")
     return [*lines, ""] if lines else []
+
+
+def _face_users(report: Report, face: RunRecord) -> str:
+    """Which attention runs recorded this face network's weights (by their SHA-256)."""
+    users = [r for r in report.runs() if r.recipe.model.face_checkpoint]
+    if not users:
+        return "No finished attention run above uses a face network."
+    if not face.best_sha256:
+        return (
+            f"This run does not record its weights' SHA-256, so the {len(users)} finished"
+            " attention run(s) above cannot be matched to it."
+        )
+    same = sum(r.face_sha256 == face.best_sha256 for r in users)
+    other = sum(bool(r.face_sha256) and r.face_sha256 != face.best_sha256 for r in users)
+    unknown = len(users) - same - other
+    parts = [f"Frozen in {same} of the {len(users)} finished attention run(s) above"]
+    if other:
+        parts.append(f"{other} loaded another face network")
+    if unknown:
+        parts.append(f"{unknown} do not record which (trained before ferlab recorded it)")
+    return "; ".join(parts) + "."
 
 
 def paper_section(
@@ -462,23 +495,14 @@ def render_markdown(
                 (r.stat() for r in report.rows if r.config.cpu_recipe == result.check.recipe),
                 Stat(0, None, None),
             )
-            ours = _acc(result.stat())
-            if result.stat().mean is None and result.recipe is not None:
-                planned = result.recipe.train.epochs
-                progress = [_progress(r, planned) for r in result.unfinished] or ["not started"]
-                missing = max(0, result.check.seeds - len(result.unfinished))
-                left = missing * planned + sum(
-                    max(0.0, planned - (r.epochs or 0)) for r in result.unfinished
-                )
-                slower = (
-                    "; fp32 trains slower than the bf16 runs timed"
-                    if result.check.overrides.get("train.precision") == "fp32"
-                    else ""
-                )
-                ours = (
-                    f"pending: {'; '.join(progress)}"
-                    f" ({_time_left(report, result.recipe, left)}{slower})"
-                )
+            slower = (
+                "; fp32 trains slower than the bf16 runs timed"
+                if result.check.overrides.get("train.precision") == "fp32"
+                else ""
+            )
+            ours = _seeds_cell(
+                report, result.recipe, result.runs, result.unfinished, result.check.seeds, slower
+            )
             cells = [
                 CHECK_KINDS[result.check.kind],
                 f"`{result.check.recipe}`",

@@ -63,6 +63,11 @@ class RunRecord:
     public_correct: tuple[int, ...] = ()
     """PublicTest images predicted right, per class (the validation confusion's diagonal)."""
     machine: str = ""
+    best_sha256: str = ""
+    """SHA-256 of the run's ``best.pt`` (runs since ferlab recorded it), so that runs loading
+    these weights can be matched to this run."""
+    face_sha256: str = ""
+    """SHA-256 of the face network's ``best.pt`` a facial-attention run loaded, where recorded."""
     history: tuple[dict[str, float], ...] = ()
     """``history.csv``: one row per validation (epoch, lr, train_acc, val_acc, elapsed_s...)."""
 
@@ -204,6 +209,8 @@ def read_run(run_dir: str | Path) -> RunRecord:
         record.stop_reason = str(m.get("stop_reason", ""))
         record.best_epoch = m.get("best_epoch")
         record.label_mode = str(m.get("label_mode", ""))
+        record.best_sha256 = str(m.get("best_sha256", ""))
+        record.face_sha256 = str((m.get("face_network") or {}).get("sha256", ""))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise DataError(f"unexpected content ({exc})", path=metrics_path) from None
     record.machine = record.machine or record.device
