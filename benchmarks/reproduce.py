@@ -387,7 +387,8 @@ ARCHIVE = "in-progress.tar.xz"
 def park(runs: list[PlannedRun], out: Path, archive: Path) -> list[Path]:
     """Pack into ``archive`` what a fresh checkout would lack to go on: the ``last.pt`` of every
     run that resumes and the face network's ``best.pt`` while a run that needs it has not
-    finished. Returns the files packed; with none, the archive is removed."""
+    finished (its ``metrics.json`` gains the digest of those weights where it lacks it). Returns
+    the files packed; with none, the archive is removed."""
     files = [r.out / "last.pt" for r in runs if r.state in RESUMED]
     face = _face_run(runs)
     if face and any(r.needs_face and r.state != "done" for r in runs):

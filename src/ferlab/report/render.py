@@ -12,6 +12,7 @@ from ferlab.errors import DataError
 from ferlab.report.build import (
     COLLAPSED,
     GAP_POINTS,
+    CheckResult,
     Report,
     Row,
     Stat,
@@ -128,27 +129,23 @@ def _ours(row: Row, report: Report) -> tuple[str, str]:
         g = next((g for g in report.spec.gpu_only if c.id in g.rows), None)
         text = "needs a GPU" + (f" ({g.expected_time})" if g else "")
         return text, "—"
-    cell = _seeds_cell(report, row.cpu_recipe, row.runs, row.unfinished, c.seeds)
+    cell = _seeds_cell(report, row.cpu_recipe, row, c.seeds)
     return cell, _acc(row.stat("public")) if row.runs else "—"
 
 
 def _seeds_cell(
-    report: Report,
-    recipe: Recipe | None,
-    runs: Sequence[RunRecord],
-    unfinished: Sequence[RunRecord],
-    seeds: int,
-    slower: str = "",
+    report: Report, recipe: Recipe | None, result: Row | CheckResult, seeds: int, slower: str = ""
 ) -> str:
-    """PrivateTest accuracy over the finished seeds, with what is unfinished or still planned
-    and the training time it needs (``slower`` qualifies that estimate)."""
+    """PrivateTest accuracy over a row's or check's finished seeds, with what is unfinished or
+    still planned and the training time it needs (``slower`` qualifies that estimate)."""
+    runs, unfinished = result.runs, result.unfinished
     planned = recipe.train.epochs if recipe else 0
     missing = max(0, seeds - len(runs) - len(unfinished))
     left = missing * planned + sum(max(0.0, planned - (r.epochs or 0)) for r in unfinished)
     estimate = f" ({_time_left(report, recipe, left)}{slower})" if left else ""
     more = f"; {missing} more seed(s) planned" if missing else ""
     if runs:
-        done = _acc(mean_sd(100 * r.private for r in runs if r.private is not None))
+        done = _acc(result.stat())
         if unfinished:
             done += f"; {len(unfinished)} more seed(s) unfinished"
         return done + more + estimate
@@ -500,9 +497,7 @@ def render_markdown(
                 if result.check.overrides.get("train.precision") == "fp32"
                 else ""
             )
-            ours = _seeds_cell(
-                report, result.recipe, result.runs, result.unfinished, result.check.seeds, slower
-            )
+            ours = _seeds_cell(report, result.recipe, result, result.check.seeds, slower)
             cells = [
                 CHECK_KINDS[result.check.kind],
                 f"`{result.check.recipe}`",
