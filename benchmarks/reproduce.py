@@ -61,6 +61,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ferlab.engine.recipe import Recipe
 from ferlab.errors import FerlabError
 from ferlab.inference.shipped import file_sha256
 from ferlab.report import (
@@ -72,6 +73,7 @@ from ferlab.report import (
     epoch_seconds,
     folder_runs,
     load_spec,
+    pace,
     read_run,
     record_machine,
 )
@@ -100,6 +102,8 @@ class PlannedRun:
     epochs: int = 0
     estimate_s: float | None = None
     """Estimated training seconds left (at most the recipe's epochs)."""
+    timed_in: str = ""
+    """The precision its estimate's pace was measured in, where not its own."""
     problem: str = ""
     """Why the run cannot start (a missing recipe), if so."""
     min_epochs: int | None = None
@@ -117,10 +121,10 @@ class PlannedRun:
         return "restart" if (self.out / "config.yaml").is_file() else "new"
 
 
-def _seconds_per_epoch(*folders: Path | None) -> dict[str, float]:
-    """Measured training seconds per epoch of every recipe with a run (finished or not) in the
-    first of ``folders`` that has one."""
-    out: dict[str, float] = {}
+def _seconds_per_epoch(*folders: Path | None) -> dict[tuple[str, str], float]:
+    """Measured training seconds per epoch of every (recipe, precision) with a run (finished or
+    not) in the first of ``folders`` that has one."""
+    out: dict[tuple[str, str], float] = {}
     for folder in folders:
         out = {**epoch_seconds(folder_runs(folder)), **out}
     return out
@@ -212,7 +216,7 @@ def plan_runs(
         run.needs_face = bool(recipe.model.face_checkpoint)
         run.min_epochs = recipe.train.min_epochs
         face_needed |= run.needs_face
-        _estimate(run, recipe.train.epochs, timings)
+        _estimate(run, recipe, timings)
     # a run already started goes on first; then cheapest first
     runs.sort(
         key=lambda r: (
@@ -227,7 +231,7 @@ def plan_runs(
         if face is None:
             raise FerlabError(f"a recipe needs a face network but {spec.path} names none")
         run = PlannedRun(face, 0, out_root / f"{face}-s0", [FACE_ROW])
-        _estimate(run, spec.load(face, schedule).train.epochs, timings)
+        _estimate(run, spec.load(face, schedule), timings)
         runs.insert(0, run)
     return runs
 
@@ -237,9 +241,13 @@ def _face_run(runs: list[PlannedRun]) -> PlannedRun | None:
     return runs[0] if runs and runs[0].rows == [FACE_ROW] else None
 
 
-def _estimate(run: PlannedRun, epochs: int, timings: dict[str, float]) -> None:
-    run.epochs = epochs
-    per_epoch = timings.get(run.recipe)
+def _estimate(run: PlannedRun, recipe: Recipe, timings: dict[tuple[str, str], float]) -> None:
+    """The run's training seconds left at its recipe's measured pace (in the recipe's precision
+    where a run of it was timed in that precision, else in another: the estimate's caveat)."""
+    run.epochs = epochs = recipe.train.epochs
+    found = pace(timings, run.recipe, recipe.train.precision)
+    per_epoch, timed = found or (None, "")
+    run.timed_in = "" if timed == recipe.train.precision else timed
     if per_epoch is None or run.state == "done":
         run.estimate_s = 0.0 if run.state == "done" else None
         return
@@ -261,6 +269,7 @@ def print_plan(
     todo = [r for r in runs if r.state in TO_TRAIN]
     known = sum(r.estimate_s or 0.0 for r in todo)
     unknown = sum(r.estimate_s is None for r in todo)
+    otherwise = sum(bool(r.timed_in) for r in todo)
     console.print(
         f"[bold]schedule {schedule.name}[/]: {schedule.description}\n[bold]{len(runs)} runs[/], "
         f"{states.count('done')} done, {states.count('resume')} to resume, "
@@ -268,11 +277,13 @@ def print_plan(
         f"lost), {states.count('new')} new; at most "
         f"{_hours(known)} of training left (before early stopping) at the seconds per epoch "
         f"measured in this campaign's runs, else in {schedule.timings or 'none'}"
-        + (f", {unknown} run(s) without a measured epoch time" if unknown else ""),
+        + (f", {unknown} run(s) without a measured epoch time" if unknown else "")
+        + (f", {otherwise} run(s) timed in another precision (*)" if otherwise else ""),
         highlight=False,
     )
     for run in runs:
         estimate = "" if run.estimate_s is None else _hours(run.estimate_s)
+        estimate += "*" if run.timed_in and run.state in TO_TRAIN else ""
         line = (
             f"  {run.state:<10} {run.out.name:<40} {run.epochs:>4} ep {estimate:>8}  "
             f"{'; '.join(run.rows)}"

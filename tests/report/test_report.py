@@ -270,7 +270,25 @@ def test_gap_to_the_paper_with_run_backed_findings(plan, tmp_path):
     fp32 = _fake_run(runs / "fp32", plan, "alpha", 0, 0.4, 0.41, check="fp32")
     g = gap(build_report([a0, a1, fp32], spec), report.row("a"))
     assert g.verdict == "not explained"
-    assert "does not move accuracy towards the paper" in g.findings[0]
+    assert g.findings[0].endswith(
+        "(+0.00 points, n=1; within the seeds' spread); it does not move accuracy"
+    )
+    # a move towards the paper under the noise floor (2 points, or twice the seeds' s.d. of
+    # 1.41 where larger) is named as such, and explains nothing
+    fp32 = _fake_run(runs / "fp32-up", plan, "alpha", 0, 0.4, 0.43, check="fp32")
+    g = gap(build_report([a0, a1, fp32], spec), report.row("a"))
+    assert g.verdict == "not explained"
+    assert g.findings[0].endswith(
+        "(+2.00 points, n=1; within the seeds' spread); it moves accuracy towards the paper by"
+        " less than the 2.83-point threshold for an explanation"
+    )
+    # a move away from the paper beyond it
+    fp32 = _fake_run(runs / "fp32-down", plan, "alpha", 0, 0.4, 0.35, check="fp32")
+    g = gap(build_report([a0, a1, fp32], spec), report.row("a"))
+    assert g.verdict == "not explained"
+    assert g.findings[0].endswith(
+        "(-6.00 points, n=1; outside the seeds' spread); it moves accuracy away from the paper"
+    )
     # a learning-rate check that reaches the paper explains it
     lr = _fake_run(runs / "lr", plan, "alpha", 0, 0.5, 0.49, check="lr")
     report = build_report([a0, a1, fp32, lr], spec)
@@ -357,8 +375,9 @@ def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
     assert "2 run(s) unfinished." not in text and "1 run(s) unfinished." in text
     assert "3 run folder(s) not counted" in text
     assert (
-        "fp32 side runs check it: `alpha` for First paper, Table 1 (61.00 %, n=1); no fp32 side"
-        " run for Second paper." in text
+        "Precision: bf16 autocast in every run of the tables; side runs in the other precision"
+        " check it: `alpha` in fp32 for First paper, Table 1 (61.00 %, n=1); no precision check"
+        " for Second paper." in text
     )
     assert "OMP_NUM_THREADS=1 nohup python benchmarks/reproduce.py --schedule full" in text
     assert "python benchmarks/reproduce.py --schedule full --park" in text
@@ -375,7 +394,49 @@ def test_side_check_with_seeds_still_planned_says_so(plan, fake_runs, tmp_path):
     text = render_markdown(report, {}, tmp_path / "report.md")
     row = next(line for line in text.splitlines() if line.startswith("| precision check |"))
     assert "| 61.00 (n=1); 1 more seed(s) planned (estimate: " in row
-    assert "fp32 trains slower than the bf16 runs timed" in row
+    # its own fp32 run gives the pace, so the estimate needs no caveat
+    assert "timed in" not in row
+
+
+def test_a_family_trained_in_another_precision_has_its_own_precision_check(plan, tmp_path):
+    """A schedule may train one family in fp32 (its recipe_overrides) and check it in bf16:
+    the protocol names each precision with its papers, and a bf16 run of that recipe counts as
+    the check, not as a row."""
+    text = plan.read_text().replace(
+        "    checks:\n",
+        "    recipe_overrides: {gamma_small: {train.precision: fp32}}\n    checks:\n"
+        "      - {id: bf16, recipe: gamma_small, kind: precision,"
+        " overrides: {train.precision: bf16}, explains: [g]}\n",
+        1,
+    )
+    plan.write_text(text)
+    runs = tmp_path / "runs"
+    row = _fake_run(runs / "gamma_small-s0", plan, "gamma_small", 0, 0.5, 0.56)
+    check = _fake_run(runs / "gamma_small-bf16-s0", plan, "gamma_small", 0, 0.5, 0.52, check="bf16")
+    assert read_run(row).precision == "fp32" and read_run(check).precision == "bf16"
+    alpha = _fake_run(runs / "alpha-s0", plan, "alpha", 0, 0.5, 0.5)
+    report = build_report([row, check, alpha], load_spec(plan))
+    assert [r.path.name for r in report.row("g").runs] == ["gamma_small-s0"]
+    (result,) = [c for c in report.checks if c.check.id == "bf16"]
+    assert [r.path.name for r in result.runs] == ["gamma_small-bf16-s0"]
+    text = render_markdown(report, {}, tmp_path / "report.md")
+    assert (
+        "Precision: bf16 autocast in the rows of First paper, Table 1; fp32 in the rows of Second"
+        " paper; side runs in the other precision check it: `gamma_small` in bf16 for Second"
+        " paper (52.00 %, n=1); `alpha` in fp32 for First paper, Table 1 (not started)." in text
+    )
+    # the fp32 check has only bf16 runs of its recipe to estimate from, and says so
+    fp32 = next(x for x in text.splitlines() if x.startswith("| precision check | `alpha`"))
+    assert (
+        "per epoch measured in the runs of this report; timed in bf16, this trains in fp32)" in fp32
+    )
+    assert any(
+        c.startswith(
+            "Precision check on `gamma_small` (train.precision bf16): 52.00 % against"
+            " 56.00 % (-4.00 points), no seed spread to compare with (one seed)"
+        )
+        for c in conclusions(report)
+    )
 
 
 def test_embedded_sections_show_the_same_numbers(plan, fake_runs, tmp_path):
@@ -387,7 +448,9 @@ def test_embedded_sections_show_the_same_numbers(plan, fake_runs, tmp_path):
     )
     embed_sections(report, {}, doc)
     text = doc.read_text()
-    assert "old" not in text and text.startswith("# Doc\n\nbefore\n") and text.endswith("after\n")
+    assert (
+        "\nold\n" not in text and text.startswith("# Doc\n\nbefore\n") and text.endswith("after\n")
+    )
     assert "#### First paper, Table 1" in text and "62.00 ± 2.83 (n=2)" in text
     doc.write_text("no markers")
     with pytest.raises(DataError, match="no <!-- reproduction: KEY --> block for schedule full"):
@@ -472,9 +535,16 @@ def test_real_plan_rows_follow_the_papers_tables():
     # each paper's protocol in its own words, and the hardware it names
     assert all(p.stated for p in spec.papers)
     assert "GTX 860M" in next(p.hardware for p in spec.papers if p.key == "jahromi")
-    # one precision check per architecture family that trains on the CPU in stage "required"
-    families = {c.recipe for c in paper.checks if c.kind == "precision"}
-    assert families == {"jahromi_medium", "caciolai_deep_emotion", "meen_small_vgg19", "luo_cnn"}
+    # a precision check per architecture family that trains on the CPU, in the other precision
+    # than its rows: Meen et al.'s family trains in fp32 (in bf16 it lay outside the seeds'
+    # spread), the others in bf16
+    checks = [c for c in paper.checks if c.kind == "precision"]
+    families = {"jahromi_medium", "caciolai_deep_emotion", "meen_small_vgg19", "luo_cnn"}
+    assert families <= {c.recipe for c in checks}
+    for c in checks:
+        assert c.overrides["train.precision"] != spec.load(c.recipe, paper).train.precision
+    precision = {c.paper: spec.load(c.cpu_recipe, paper).train.precision for c in rows.values()}
+    assert precision["meen"] == "fp32" and precision["jahromi"] == precision["luo"] == "bf16"
     assert [c.stage for c in paper.checks if c.recipe == "luo_cnn"] == ["long"]
     report = build_report([], spec)
     assert all(row.paper_accuracy is not None for row in report.rows)
@@ -626,6 +696,16 @@ def test_runner_estimates_from_measured_epoch_times(plan, tmp_path):
     object.__setattr__(sched, "timings", timed)
     runs = reproduce.plan_runs(spec, sched, tmp_path / "runs", ["a"], 1)
     assert [(r.out.name, r.estimate_s) for r in runs][:1] == [("alpha-s0", 30.0)]
+    # the fp32 check has only the bf16 pace to go by, and says so; once an fp32 run of the
+    # recipe is timed (20 s per epoch), it goes by that
+    fp32 = next(r for r in runs if r.check and r.check.id == "fp32")
+    assert (fp32.estimate_s, fp32.timed_in) == (30.0, "bf16")
+    timed_fp32 = _fake_run(timed / "alpha-fp32-s0", plan, "alpha", 0, 0.5, 0.5, check="fp32")
+    (timed_fp32 / "history.csv").write_text("epoch,elapsed_s,val_acc\n1,20,0.3\n2,40,0.31\n")
+    runs = reproduce.plan_runs(spec, sched, tmp_path / "runs", ["a"], 1)
+    fp32 = next(r for r in runs if r.check and r.check.id == "fp32")
+    assert (fp32.estimate_s, fp32.timed_in) == (60.0, "")
+    assert next(r for r in runs if r.out.name == "alpha-s0").estimate_s == 30.0
 
 
 def test_runner_skips_a_run_finished_meanwhile(plan, tmp_path, monkeypatch):
@@ -901,8 +981,9 @@ def test_the_report_matches_attention_runs_to_their_face_network(plan, tmp_path)
     record(other, face_network={"path": "y", "sha256": "b" * 64})
     text = render_markdown(build_report([face, *runs, other], spec), {}, tmp_path / "r.md")
     assert (
-        "Frozen in 1 of the 3 finished attention run(s) above; 1 loaded another face network;"
-        " 1 do not record which (trained before ferlab recorded it)." in text
+        "Frozen in 1 of the 3 finished attention run(s) of this report (rows and side checks);"
+        " 1 loaded another face network; 1 do not record which (trained before ferlab recorded"
+        " it)." in text
     )
 
 

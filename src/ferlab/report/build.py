@@ -142,9 +142,9 @@ class Report:
     face_runs: list[RunRecord] = field(default_factory=list)
     """Finished runs of the plan's face / non-face networks (the facial-attention rows' input)."""
     pending_face: list[RunRecord] = field(default_factory=list)
-    epoch_seconds: dict[str, tuple[float, str]] = field(default_factory=dict)
-    """Recipe name → (measured training seconds per epoch, where measured): from the runs given
-    where one of the recipe is among them, else from the schedule's ``timings`` folder."""
+    epoch_seconds: dict[tuple[str, str], tuple[float, str]] = field(default_factory=dict)
+    """(Recipe name, precision) → (measured training seconds per epoch, where measured): from the
+    runs given where one of them is among them, else from the schedule's ``timings`` folder."""
 
     def rows_of(self, paper: str) -> list[Row]:
         return [r for r in self.rows if r.config.paper == paper]
@@ -397,7 +397,8 @@ def _check_effect(
 
     ``main`` is the schedule's own runs of the check's recipe, ``ours`` the row's; ``same``: the
     check varies the row's own recipe. A check on another recipe of the family is indirect
-    evidence: it can only explain part of the gap, when it moves accuracy towards the paper.
+    evidence: it can only explain part of the gap, when it moves accuracy towards the paper by
+    more than the noise floor (2 points, or twice either side's seed spread where larger).
     """
     c = result.stat()
     label = CHECK_KINDS[result.check.kind]
@@ -409,19 +410,37 @@ def _check_effect(
     noise = max(GAP_POINTS, 2 * (main.sd or 0.0), 2 * (c.sd or 0.0))
     text = (
         f"{label} ({change}){where}: {c.mean:.2f} % against {main.mean:.2f} % "
-        f"({moved:+.2f} points, n={c.n})"
+        f"({moved:+.2f} points, n={c.n}; {_spread_verdict(c, main)})"
     )
-    towards = (paper - ours.mean) * moved > 0 and abs(moved) > noise
     if same and abs(c.mean - paper) <= GAP_POINTS:
         return text + "; it brings the row within 2 points of the paper", "explains"
-    if towards:
+    if moved == 0:
+        return text + "; it does not move accuracy", "no"
+    direction = "towards" if (paper - ours.mean) * moved > 0 else "away from"
+    if abs(moved) <= noise:
+        return (
+            text + f"; it moves accuracy {direction} the paper by less than the {noise:.2f}-point"
+            " threshold for an explanation",
+            "no",
+        )
+    if direction == "towards":
         landed = c.mean - paper
         side = "above" if landed > 0 else "below"
         return (
             text + f"; it moves accuracy towards the paper (to {abs(landed):.1f} points {side} it)",
             "partly",
         )
-    return text + "; it does not move accuracy towards the paper", "no"
+    return text + "; it moves accuracy away from the paper", "no"
+
+
+def _spread_verdict(check: Stat, main: Stat) -> str:
+    """Whether a side run's mean lies within twice the larger seed spread (sample s.d.) of the
+    recipe's own runs' mean: whether the change gives the same result within the seeds' spread."""
+    sds = [x.sd for x in (check, main) if x.sd is not None]
+    if not sds or check.mean is None or main.mean is None:
+        return "no seed spread to compare with (one seed)"
+    within = abs(check.mean - main.mean) <= 2 * max(sds)
+    return f"{'within' if within else 'outside'} the seeds' spread"
 
 
 def gap(report: Report, row: Row) -> Gap:
@@ -517,7 +536,7 @@ def _main_of(report: Report, result: CheckResult) -> Stat:
 
 
 # ------------------------------------------------------------------------------- conclusions
-def _paper_titles(report: Report) -> dict[str, str]:
+def paper_titles(report: Report) -> dict[str, str]:
     return {p.key: p.title.split(" (")[0] for p in report.spec.papers}
 
 
@@ -623,7 +642,7 @@ def conclusions(report: Report) -> list[str]:
             + "."
         )
     out += identical_seeds(report)
-    titles = _paper_titles(report)
+    titles = paper_titles(report)
     for cmp in compare_rows(report):
         if cmp.delta is None:
             continue
@@ -639,15 +658,7 @@ def conclusions(report: Report) -> list[str]:
         if s.mean is None or main.mean is None:
             continue
         change = result.check.change()
-        noise = 2 * max(main.sd or 0.0, s.sd or 0.0)
-        same = abs(s.mean - main.mean) <= max(noise, 0.0) if noise else None
-        verdict = (
-            "within the seeds' spread"
-            if same
-            else "outside the seeds' spread"
-            if same is False
-            else "no seed spread to compare with (one seed)"
-        )
+        verdict = _spread_verdict(s, main)
         out.append(
             f"{CHECK_KINDS[result.check.kind].capitalize()} on `{result.check.recipe}` "
             f"({change}): {s.mean:.2f} % against {main.mean:.2f} % "

@@ -22,9 +22,10 @@ from ferlab.report.build import (
     gap,
     identical_seeds,
     mean_sd,
+    paper_titles,
 )
 from ferlab.report.plan import CHECK_KINDS, load_spec
-from ferlab.report.runs import RunRecord, shown_path
+from ferlab.report.runs import RunRecord, pace, shown_path
 
 __all__ = ["draw_figures", "embed_sections", "protocol_text", "render_markdown", "write_report"]
 
@@ -108,15 +109,21 @@ def _hours(seconds: float) -> str:
 
 def _time_left(report: Report, recipe: Recipe, epochs_left: float) -> str:
     """The training time ``epochs_left`` epochs of ``recipe`` take at its measured pace."""
-    found = report.epoch_seconds.get(recipe.name)
+    found = pace(report.epoch_seconds, recipe.name, recipe.train.precision)
     if found is None:
         return "no measured epoch time to estimate from"
-    seconds, where = found
+    (seconds, where), timed = found
+    otherwise = (
+        f"; timed in {timed}, this trains in {recipe.train.precision}"
+        if timed != recipe.train.precision
+        else ""
+    )
     return (
         f"estimate: {'at most ' if recipe.train.early_stopping else ''}"
         f"{_hours(seconds * epochs_left)} of training at the {seconds:.0f} s per epoch measured"
         f" in {where}"
         + ("; early stopping may end it sooner" if recipe.train.early_stopping else "")
+        + otherwise
     )
 
 
@@ -134,15 +141,15 @@ def _ours(row: Row, report: Report) -> tuple[str, str]:
 
 
 def _seeds_cell(
-    report: Report, recipe: Recipe | None, result: Row | CheckResult, seeds: int, slower: str = ""
+    report: Report, recipe: Recipe | None, result: Row | CheckResult, seeds: int
 ) -> str:
     """PrivateTest accuracy over a row's or check's finished seeds, with what is unfinished or
-    still planned and the training time it needs (``slower`` qualifies that estimate)."""
+    still planned and the training time it needs."""
     runs, unfinished = result.runs, result.unfinished
     planned = recipe.train.epochs if recipe else 0
     missing = max(0, seeds - len(runs) - len(unfinished))
     left = missing * planned + sum(max(0.0, planned - (r.epochs or 0)) for r in unfinished)
-    estimate = f" ({_time_left(report, recipe, left)}{slower})" if left else ""
+    estimate = f" ({_time_left(report, recipe, left)})" if left else ""
     more = f"; {missing} more seed(s) planned" if missing else ""
     if runs:
         done = _acc(result.stat())
@@ -266,16 +273,19 @@ def _face_users(report: Report, face: RunRecord) -> str:
     """Which attention runs recorded this face network's weights (by their SHA-256)."""
     users = [r for r in report.runs() if r.recipe.model.face_checkpoint]
     if not users:
-        return "No finished attention run above uses a face network."
+        return "No finished attention run of this report uses a face network."
     if not face.best_sha256:
         return (
             f"This run does not record its weights' SHA-256, so the {len(users)} finished"
-            " attention run(s) above cannot be matched to it."
+            " attention run(s) of this report (rows and side checks) cannot be matched to it."
         )
     same = sum(r.face_sha256 == face.best_sha256 for r in users)
     other = sum(bool(r.face_sha256) and r.face_sha256 != face.best_sha256 for r in users)
     unknown = len(users) - same - other
-    parts = [f"Frozen in {same} of the {len(users)} finished attention run(s) above"]
+    parts = [
+        f"Frozen in {same} of the {len(users)} finished attention run(s) of this report (rows"
+        " and side checks)"
+    ]
     if other:
         parts.append(f"{other} loaded another face network")
     if unknown:
@@ -379,17 +389,23 @@ def _machines(report: Report) -> str:
 
 
 def _precision(report: Report) -> str:
-    """The schedule's precision and the state of its precision checks, one per family."""
-    sched = report.schedule
-    p = sched.precision
-    if p == "auto":
-        text = "Precision: left to the CPU (bf16 autocast where it computes bf16 natively)"
-    elif p == "fp32":
-        text = "Precision: fp32"
+    """The precision of the tables' runs (per paper where the schedule trains papers
+    differently) and the state of its precision checks, one per family."""
+    titles = paper_titles(report)
+    papers: dict[str, list[str]] = {}  # precision -> papers whose rows train in it
+    for row in report.rows:
+        if row.config.run_on_cpu and row.cpu_recipe is not None:
+            titles_of = papers.setdefault(row.cpu_recipe.train.precision, [])
+            if titles[row.config.paper] not in titles_of:
+                titles_of.append(titles[row.config.paper])
+    if len(papers) <= 1:
+        p = next(iter(papers), report.schedule.precision)
+        text = f"Precision: {_precision_name(p)} in every run of the tables"
     else:
-        text = f"Precision: {p} autocast in every run of the tables (the schedule's {p})"
+        text = "Precision: " + "; ".join(
+            f"{_precision_name(p)} in the rows of {', '.join(names)}" for p, names in papers.items()
+        )
     checks = [r for r in report.checks if r.check.kind == "precision"]
-    titles = {p.key: p.title.split(" (")[0] for p in report.spec.papers}
     covered = {
         r.config.paper
         for result in checks
@@ -398,7 +414,7 @@ def _precision(report: Report) -> str:
     }
     trained = dict.fromkeys(r.config.paper for r in report.rows if r.config.run_on_cpu)
     unchecked = [titles[k] for k in trained if k not in covered]
-    none = f"; no fp32 side run for {', '.join(unchecked)}" if unchecked else ""
+    none = f"; no precision check for {', '.join(unchecked)}" if unchecked else ""
     if not checks:
         return text + none + "."
     parts = []
@@ -411,8 +427,15 @@ def _precision(report: Report) -> str:
             state = "unfinished"
         else:
             state = "not started"
-        parts.append(f"`{result.check.recipe}` for {family} ({state})")
-    return text + "; fp32 side runs check it: " + "; ".join(parts) + none + "."
+        changed = result.recipe.train.precision if result.recipe else "?"
+        parts.append(f"`{result.check.recipe}` in {changed} for {family} ({state})")
+    return text + "; side runs in the other precision check it: " + "; ".join(parts) + none + "."
+
+
+def _precision_name(precision: str) -> str:
+    if precision == "auto":
+        return "left to the CPU (bf16 autocast where it computes bf16 natively)"
+    return "fp32" if precision == "fp32" else f"{precision} autocast"
 
 
 def _kinds_of_checks() -> str:
@@ -468,7 +491,9 @@ def render_markdown(
         f" (side checks of {_kinds_of_checks()}, the network size, the schedule, collapse to"
         " one class): *explained* when a side run brings it within"
         f" {GAP_POINTS:g} points (or, for a paper's training accuracy, ours does), *partly"
-        " explained* when one moves accuracy towards the paper, *not comparable* when ours"
+        " explained* when one moves accuracy towards the paper by more than"
+        f" {GAP_POINTS:g} points (or twice the seeds' standard deviation, where larger), *not"
+        " comparable* when ours"
         " departs from the paper's protocol in a way no run has measured (a smaller network, a"
         " time budget), else *not explained*. A run has collapsed when it gives"
         f" one class to more than {100 * COLLAPSED:.0f} % of PrivateTest.",
@@ -492,12 +517,7 @@ def render_markdown(
                 (r.stat() for r in report.rows if r.config.cpu_recipe == result.check.recipe),
                 Stat(0, None, None),
             )
-            slower = (
-                "; fp32 trains slower than the bf16 runs timed"
-                if result.check.overrides.get("train.precision") == "fp32"
-                else ""
-            )
-            ours = _seeds_cell(report, result.recipe, result, result.check.seeds, slower)
+            ours = _seeds_cell(report, result.recipe, result, result.check.seeds)
             cells = [
                 CHECK_KINDS[result.check.kind],
                 f"`{result.check.recipe}`",

@@ -7,10 +7,10 @@ import datetime as _dt
 import json
 import os
 import platform
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -23,11 +23,14 @@ __all__ = [
     "cpu_name",
     "epoch_seconds",
     "folder_runs",
+    "pace",
     "protocol_difference",
     "read_run",
     "record_machine",
     "shown_path",
 ]
+
+T = TypeVar("T")
 
 MACHINE_FILE = "machine.json"
 """Written into a run folder by the runner, one entry per training session."""
@@ -101,15 +104,25 @@ class RunRecord:
         return None
 
 
-def epoch_seconds(runs: Iterable[RunRecord]) -> dict[str, float]:
-    """Measured training seconds per epoch of each recipe (by name) among ``runs``, finished or
-    not: the fastest of its runs (the least shared CPU). fp32 side runs are left out: they are
-    slower than the schedules' bf16 runs they would estimate."""
-    out: dict[str, float] = {}
+def epoch_seconds(runs: Iterable[RunRecord]) -> dict[tuple[str, str], float]:
+    """Measured training seconds per epoch of each (recipe name, precision as trained) among
+    ``runs``, finished or not: the fastest of its runs (the least shared CPU). Kept apart by
+    precision: on one CPU fp32 and bf16 autocast train at different speeds."""
+    out: dict[tuple[str, str], float] = {}
     for run in runs:
-        if run.seconds_per_epoch and run.recipe.train.precision != "fp32":
-            out[run.name] = min(out.get(run.name, run.seconds_per_epoch), run.seconds_per_epoch)
+        if run.seconds_per_epoch:
+            key = (run.name, run.precision)
+            out[key] = min(out.get(key, run.seconds_per_epoch), run.seconds_per_epoch)
     return out
+
+
+def pace(timings: Mapping[tuple[str, str], T], name: str, precision: str) -> tuple[T, str] | None:
+    """``timings`` of recipe ``name`` in ``precision``, else in another precision, with the
+    precision it was measured in (so that an estimate can say it was timed otherwise)."""
+    if (name, precision) in timings:
+        return timings[(name, precision)], precision
+    other = sorted(p for n, p in timings if n == name)
+    return (timings[(name, other[0])], other[0]) if other else None
 
 
 def folder_runs(folder: str | Path | None) -> list[RunRecord]:
