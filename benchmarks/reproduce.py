@@ -3,8 +3,8 @@
 The plan is ``benchmarks/reproduction.yaml``: each configuration's recipe (or its smaller-backbone
 CPU variant), its seeds (two where the paper claims a difference of under 2 points), its stage,
 and the schedules: ``paper`` (the default: each recipe's own epochs, early stopping, learning-rate
-schedule and batch, bf16 with fp32 side checks) and ``5m`` (the first campaign, five CPU-minutes a
-run). Runs go to the schedule's folder (``benchmarks/results/reproduction-paper/`` for ``paper``)
+schedule and batch; bf16 with fp32 side checks, except Meen et al.'s family in fp32 with bf16
+side checks) and ``5m`` (the first campaign, five CPU-minutes a run). Runs go to the schedule's folder (``benchmarks/results/reproduction-paper/`` for ``paper``)
 as ``<recipe>-s<seed>/`` and checks as ``<recipe>-<check>-s<seed>/``; their small files
 (``config.yaml``, ``history.csv``, ``metrics.json``, ``machine.json``) are kept in git. The runner
 
@@ -16,8 +16,9 @@ as ``<recipe>-s<seed>/`` and checks as ``<recipe>-<check>-s<seed>/``; their smal
   had been set from the start;
 * trains the face / non-face network first when a facial-attention recipe needs one, then seed 0
   of the required rows, the checks, seed 0 of the variants, the other seeds, and the long rows,
-  cheapest first within each stage (estimated from measured seconds per epoch), a run already
-  started before the others of its stage;
+  cheapest first within each stage (estimated from measured seconds per epoch in the run's
+  precision, else in the other, marked ``*``), a run already started before the others of its
+  stage;
 * holds a lock in the run folder while it trains (``.training.lock``, its process id), so two
   runners side by side (one per core) each take the next free run and never train one run twice;
   a lock whose process has ended is taken over, and a run that fails before training began leaves
