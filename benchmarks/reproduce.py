@@ -4,9 +4,10 @@ The plan is ``benchmarks/reproduction.yaml``: each configuration's recipe (or it
 CPU variant), its seeds (two where the paper claims a difference of under 2 points), its stage,
 and the schedules: ``paper`` (the default: each recipe's own epochs, early stopping, learning-rate
 schedule and batch; bf16 with fp32 side checks, except Meen et al.'s family in fp32 with bf16
-side checks) and ``5m`` (the first campaign, five CPU-minutes a run). Runs go to the schedule's folder (``benchmarks/results/reproduction-paper/`` for ``paper``)
-as ``<recipe>-s<seed>/`` and checks as ``<recipe>-<check>-s<seed>/``; their small files
-(``config.yaml``, ``history.csv``, ``metrics.json``, ``machine.json``) are kept in git. The runner
+side checks) and ``5m`` (the first campaign, five CPU-minutes a run). Runs go to the schedule's
+folder (``benchmarks/results/reproduction-paper/`` for ``paper``) as ``<recipe>-s<seed>/`` and
+checks as ``<recipe>-<check>-s<seed>/``; their small files (``config.yaml``, ``history.csv``,
+``metrics.json``, ``machine.json``) are kept in git. The runner
 
 * skips runs that have finished (``metrics.json``) and resumes unfinished ones (``last.pt``, which
   the ``paper`` schedule also writes every 10 minutes mid-epoch), so one command continues the
@@ -279,7 +280,11 @@ def print_plan(
         f"{_hours(known)} of training left (before early stopping) at the seconds per epoch "
         f"measured in this campaign's runs, else in {schedule.timings or 'none'}"
         + (f", {unknown} run(s) without a measured epoch time" if unknown else "")
-        + (f", {otherwise} run(s) timed in another precision (*)" if otherwise else ""),
+        + (
+            f", {otherwise} run(s) (*) timed only in another precision, so roughly"
+            if otherwise
+            else ""
+        ),
         highlight=False,
     )
     for run in runs:
