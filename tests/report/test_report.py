@@ -370,7 +370,7 @@ def test_markdown_rows_pending_gpu_and_how_to_run(plan, fake_runs, tmp_path):
     assert "2 run(s) unfinished." not in text and "1 run(s) unfinished." in text
     assert "3 run folder(s) not counted" in text
     assert (
-        "Precision: bf16 autocast in every run of the tables; side runs in the other precision"
+        "Precision: bf16 autocast in every run of the tables; side runs in another precision"
         " check it: `alpha` in fp32 for First paper, Table 1 (61.00 %, n=1); no precision check"
         " for Second paper." in text
     )
@@ -417,7 +417,7 @@ def test_a_family_trained_in_another_precision_has_its_own_precision_check(plan,
     text = render_markdown(report, {}, tmp_path / "report.md")
     assert (
         "Precision: bf16 autocast in the rows of First paper, Table 1; fp32 in the rows of Second"
-        " paper; side runs in the other precision check it: `gamma_small` in bf16 for Second"
+        " paper; side runs in another precision check it: `gamma_small` in bf16 for Second"
         " paper (52.00 %, n=1); `alpha` in fp32 for First paper, Table 1 (not started)." in text
     )
     # the fp32 check has only bf16 runs of its recipe to estimate from, and says so

@@ -429,7 +429,7 @@ def _precision(report: Report) -> str:
             state = "not started"
         changed = result.recipe.train.precision if result.recipe else "?"
         parts.append(f"`{result.check.recipe}` in {changed} for {family} ({state})")
-    return text + "; side runs in the other precision check it: " + "; ".join(parts) + none + "."
+    return text + "; side runs in another precision check it: " + "; ".join(parts) + none + "."
 
 
 def _precision_name(precision: str) -> str:
