@@ -29,6 +29,7 @@ from ferlab.report import (
     gap,
     load_spec,
     mean_sd,
+    pace,
     protocol_difference,
     read_run,
     render_markdown,
@@ -701,6 +702,14 @@ def test_runner_estimates_from_measured_epoch_times(plan, tmp_path):
     fp32 = next(r for r in runs if r.check and r.check.id == "fp32")
     assert (fp32.estimate_s, fp32.timed_in) == (60.0, "")
     assert next(r for r in runs if r.out.name == "alpha-s0").estimate_s == 30.0
+
+
+def test_pace_prefers_the_recipes_own_precision():
+    timings = {("a", "bf16"): 10.0, ("a", "fp32"): 20.0, ("b", "bf16"): 5.0}
+    assert pace(timings, "a", "fp32") == (20.0, "fp32")
+    assert pace(timings, "b", "fp32") == (5.0, "bf16")  # timed otherwise: the caller says so
+    assert pace(timings, "b", "auto") == (5.0, "auto")  # auto trained in what its runs did
+    assert pace(timings, "c", "bf16") is None
 
 
 def test_runner_skips_a_run_finished_meanwhile(plan, tmp_path, monkeypatch):

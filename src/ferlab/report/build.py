@@ -495,7 +495,7 @@ def gap(report: Report, row: Row) -> Gap:
     for result in report.checks:
         if c.id not in result.check.explains:
             continue
-        main = _main_of(report, result)
+        main = main_of(report, result)
         same = result.check.recipe == c.cpu_recipe
         finding, effect = _check_effect(result, main, s, paper, same)
         findings.append(finding)
@@ -529,7 +529,7 @@ def _training_accuracy(row: Row, paper: float) -> tuple[str, str]:
     return text, "no"
 
 
-def _main_of(report: Report, result: CheckResult) -> Stat:
+def main_of(report: Report, result: CheckResult) -> Stat:
     """The schedule's own runs of a check's recipe."""
     rows = [r for r in report.rows if r.config.cpu_recipe == result.check.recipe]
     return rows[0].stat() if rows else Stat(0, None, None)
@@ -654,7 +654,7 @@ def conclusions(report: Report) -> list[str]:
             f"{cmp.delta:+.2f} points{spread}: {cmp.verdict}{paper}."
         )
     for result in report.checks:
-        s, main = result.stat(), _main_of(report, result)
+        s, main = result.stat(), main_of(report, result)
         if s.mean is None or main.mean is None:
             continue
         change = result.check.change()

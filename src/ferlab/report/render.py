@@ -21,6 +21,7 @@ from ferlab.report.build import (
     conclusions,
     gap,
     identical_seeds,
+    main_of,
     mean_sd,
     paper_titles,
 )
@@ -513,10 +514,7 @@ def render_markdown(
             "|---|---|---|---|---|---|---|",
         ]
         for result in report.checks:
-            main = next(
-                (r.stat() for r in report.rows if r.config.cpu_recipe == result.check.recipe),
-                Stat(0, None, None),
-            )
+            main = main_of(report, result)
             ours = _seeds_cell(report, result.recipe, result, result.check.seeds)
             cells = [
                 CHECK_KINDS[result.check.kind],

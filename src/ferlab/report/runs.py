@@ -118,11 +118,14 @@ def epoch_seconds(runs: Iterable[RunRecord]) -> dict[tuple[str, str], float]:
 
 def pace(timings: Mapping[tuple[str, str], T], name: str, precision: str) -> tuple[T, str] | None:
     """``timings`` of recipe ``name`` in ``precision``, else in another precision, with the
-    precision it was measured in (so that an estimate can say it was timed otherwise)."""
+    precision it was measured in (so that an estimate can say it was timed otherwise). A recipe
+    left to the CPU (``auto``) trains in whatever its runs trained in: any of them is its own."""
     if (name, precision) in timings:
         return timings[(name, precision)], precision
     other = sorted(p for n, p in timings if n == name)
-    return (timings[(name, other[0])], other[0]) if other else None
+    if not other:
+        return None
+    return timings[(name, other[0])], precision if precision == "auto" else other[0]
 
 
 def folder_runs(folder: str | Path | None) -> list[RunRecord]:
