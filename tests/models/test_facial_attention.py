@@ -80,6 +80,49 @@ def test_learned_weights_and_interpolation_follow_the_maps_in_either_memory_layo
     assert layer.map_weights.grad is not None and (layer.map_weights.grad != 0).all()
 
 
+@pytest.mark.parametrize("softmax", [False, True])
+@pytest.mark.parametrize(
+    ("maps_hw", "image_hw", "kernel", "padding"),
+    [((5, 5), (44, 44), 3, 1), ((3, 4), (12, 9), 5, 2), ((5, 5), (5, 5), 1, 0)],
+)
+def test_concatenated_maps_fold_into_the_convolution_that_takes_them(
+    softmax: bool, maps_hw: tuple, image_hw: tuple, kernel: int, padding: int
+) -> None:
+    """``layer(x, feats, conv=conv)`` skips building the concatenated input; it must be the same
+    function as ``conv(layer(x, feats))``, gradients included. In float64 the two orders agree
+    to rounding (about 1e-15 here); 1e-10 leaves room without hiding a wrong term."""
+    torch.manual_seed(0)
+    layer = FeatureMapAttention(6, features="all", combine="concat", softmax=softmax).double()
+    if softmax:
+        with torch.no_grad():
+            layer.map_weights.copy_(torch.randn(6))
+    conv = torch.nn.Conv2d(layer.out_channels(2), 4, kernel, padding=padding).double()
+    x = torch.randn(2, 2, *image_hw, dtype=torch.float64, requires_grad=True)
+    feats = torch.randn(2, 6, *maps_hw, dtype=torch.float64)
+    inputs = [x, conv.weight, conv.bias, *layer.parameters()]
+    plain, folded = conv(layer(x, feats)), layer(x, feats, conv=conv)
+    torch.testing.assert_close(folded, plain, rtol=0, atol=1e-10)
+    for a, b in zip(
+        torch.autograd.grad(plain.square().sum(), inputs),
+        torch.autograd.grad(folded.square().sum(), inputs),
+        strict=True,
+    ):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("combine", "conv"),
+    [
+        ("multiply", torch.nn.Conv2d(8, 3, 3, padding=1)),  # products keep the plain order
+        ("concat", torch.nn.Conv2d(10, 3, 3, stride=2, padding=1)),  # changes the size
+    ],
+)
+def test_the_plain_order_serves_what_does_not_fold(combine: str, conv: torch.nn.Conv2d) -> None:
+    layer = FeatureMapAttention(8, features="all", combine=combine)
+    x, feats = torch.rand(2, 2 if combine == "concat" else 1, 12, 12), torch.rand(2, 8, 5, 5)
+    torch.testing.assert_close(layer(x, feats, conv=conv), conv(layer(x, feats)))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "kind"),
     [({"features": "max"}, "feature mode"), ({"combine": "add"}, "combine mode")],
@@ -209,6 +252,29 @@ def test_mismatched_face_networks_are_refused() -> None:
         create_model("facial_attention_m1", in_chans=3, face_net=face, **SMALL)
     with pytest.raises(FerlabError, match="face_vgg19"):
         create_model("facial_attention_m1", face_net=torch.nn.Linear(2, 2), **SMALL)
+
+
+@pytest.mark.parametrize("features", ["all", "average"])
+def test_model2_gives_the_same_output_whether_or_not_the_first_convolution_is_watched(
+    features: str,
+) -> None:
+    """A hook on the emotion network's first convolution (an explanation) makes the model build
+    the combined input and call the convolution; otherwise the attention layer applies it (folded
+    for all features). Both must be the same model: float64 agrees to rounding (1e-10, as
+    above)."""
+    torch.manual_seed(0)
+    model = create_model("facial_attention_m2", features=features, combine="concat", **SMALL)
+    model = model.double().eval()
+    x = torch.randn(2, *model.input_size, dtype=torch.float64)
+    unwatched = model(x)
+    seen = []
+    handle = model.emotion_net.stages[0][0].register_forward_hook(lambda *a: seen.append(a[2]))
+    try:
+        watched = model(x)
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    torch.testing.assert_close(unwatched, watched, rtol=0, atol=1e-10)
 
 
 def test_eq2_with_zero_facial_features_is_the_plain_image_path() -> None:

@@ -25,7 +25,10 @@ an attention tensor ``feats`` with ``channels`` channels, in three steps:
    every pixel of the image non-zero. With ``k`` maps and a ``C``-channel target, the products
    give ``k·C`` channels (each map times each target channel: for a grey image, one per map).
 
-``out_channels(C)`` tells the caller how many channels the result has.
+``out_channels(C)`` tells the caller how many channels the result has. Called with the
+convolution that takes the result (``conv=``), the layer returns that convolution's output
+instead; with ``k > 1`` maps concatenated it computes it without building the ``k``-channel input
+at full size (see :meth:`FeatureMapAttention.forward`).
 """
 
 from __future__ import annotations
@@ -95,7 +98,23 @@ class FeatureMapAttention(nn.Module):
             return maps
         return maps * self.map_weights.view(1, -1, 1, 1)
 
-    def forward(self, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, feats: torch.Tensor, conv: nn.Conv2d | None = None
+    ) -> torch.Tensor:
+        """``x`` combined with the maps; with ``conv``, ``conv`` applied to that combination.
+
+        Concatenating ``k > 1`` maps (``features="all"``: 64 to 512 of them) built a
+        ``k``-channel input at full size, and convolving it was most of a training step.
+        Interpolation and convolution are both linear, so :meth:`_folded_conv` computes the same
+        output with the convolution's channel mixing applied first, on the small maps: the same
+        function of the same parameters, only rounding differs (``conv`` itself is not called,
+        so hooks on it do not run). Products with the image (Eq. 1 and 2) gain nothing from it:
+        the image multiplies at full size, so they take the plain order.
+        """
+        if conv is not None:
+            if self.combine == "concat" and self.maps > 1 and _foldable(conv):
+                return self._folded_conv(x, self.attention_maps(feats), conv)
+            return conv(self(x, feats))
         maps = self._normalised(feats)
         if maps.shape[-2:] != x.shape[-2:]:
             # In the layout of the network's features (channels-last in training), so that the
@@ -127,3 +146,47 @@ class FeatureMapAttention(nn.Module):
             return x * maps
         # Each of the k maps times each of the C target channels: B×(k·C)×H×W.
         return (maps.unsqueeze(2) * x.unsqueeze(1)).flatten(1, 2)
+
+    def _folded_conv(self, x: torch.Tensor, maps: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+        """``conv(cat(x, interpolate(maps)))`` for a stride-1 convolution that keeps the size.
+
+        The image's channels are convolved as they are. For the maps' channels,
+        ``G_t = Σ_i W[:, c + i, t] · maps_i`` is formed per kernel tap ``t`` at the maps' size;
+        then ``Σ_t S_t U(G_t)``, with ``U`` the bilinear interpolation and ``S_t`` the tap's shift,
+        is two small matrix products per map (``U`` is separable: rows, then columns).
+        """
+        c, height, width = x.shape[1:]
+        kh, kw = conv.kernel_size
+        out = F.conv2d(x, conv.weight[:, :c], conv.bias, padding=conv.padding)
+        g = torch.einsum("oktu,bkij->botuij", conv.weight[:, c:], maps)
+        rows = _shifted_interpolation(maps.shape[-2], height, kh, conv.padding[0], g)
+        cols = _shifted_interpolation(maps.shape[-1], width, kw, conv.padding[1], g)
+        return out + torch.einsum("tpi,botuij,uqj->bopq", rows, g, cols)
+
+
+def _foldable(conv: nn.Module) -> bool:
+    """A plain 2-D convolution of stride 1 whose zero padding keeps the input's size."""
+    if type(conv) is not nn.Conv2d or conv.groups != 1 or conv.padding_mode != "zeros":
+        return False
+    if isinstance(conv.padding, str):
+        return False
+    kh, kw = conv.kernel_size
+    return (
+        conv.stride == (1, 1)
+        and conv.dilation == (1, 1)
+        and kh == 2 * conv.padding[0] + 1
+        and kw == 2 * conv.padding[1] + 1
+    )
+
+
+def _shifted_interpolation(
+    size: int, out_size: int, kernel: int, pad: int, like: torch.Tensor
+) -> torch.Tensor:
+    """``A[t, p, i]``: the weight of input row ``i`` at output row ``p + t - pad`` of a bilinear
+    interpolation from ``size`` to ``out_size`` (zero outside), kernel × out_size × size."""
+    eye = torch.eye(size, dtype=like.dtype, device=like.device).view(size, 1, size, 1)
+    # Interpolating each unit vector gives one column of the interpolation matrix; the other
+    # axis stays 1 → 1, so its weights are exactly 1.
+    matrix = F.interpolate(eye, size=(out_size, 1), mode="bilinear", align_corners=False)
+    matrix = F.pad(matrix.view(size, out_size).T, (0, 0, pad, kernel - 1 - pad))
+    return torch.stack([matrix[t : t + out_size] for t in range(kernel)])

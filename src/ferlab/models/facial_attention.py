@@ -284,7 +284,15 @@ class FacialAttentionNet(_FaceAttentionModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         facial = self._face_features(x, FACE_FEATURE_STAGE)[-1]
-        return self.emotion_net.forward_features(self.attention(x, facial))
+        stage = self.emotion_net.stages[0]
+        if any(m._forward_hooks or m._forward_pre_hooks for m in (stage, stage[0])):
+            # An explanation watches the first convolution: it must run as a module.
+            return self.emotion_net.forward_features(self.attention(x, facial))
+        # The attention layer applies the first convolution itself: with all features
+        # concatenated that skips building the many-channel input (the same function, a third
+        # of the training step's cost).
+        first = self.attention(x, facial, conv=stage[0])
+        return self.emotion_net.features_after_first_conv(first)
 
 
 class MultiStageAttentionNet(_FaceAttentionModel):

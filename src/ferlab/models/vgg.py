@@ -120,6 +120,16 @@ class VGG(FERModel):
             x = self.pool(stage(x))
         return x
 
+    def features_after_first_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward_features`` from the first convolution's output on, for a caller that computes
+        that convolution itself (:class:`ferlab.layers.feature_attention.FeatureMapAttention`)."""
+        for layer in self.stages[0][1:]:
+            x = layer(x)
+        x = self.pool(x)
+        for stage in self.stages[1:]:
+            x = self.pool(stage(x))
+        return x
+
     def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         # On 44×44 input the map is already 1×1; global pooling keeps other sizes working.
         x = F.adaptive_avg_pool2d(x, 1).flatten(1)
