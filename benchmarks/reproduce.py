@@ -24,7 +24,9 @@ checks as ``<recipe>-<check>-s<seed>/``; their small files (``config.yaml``, ``h
   runners side by side (one per core) each take the next free run and never train one run twice;
   a lock whose process has ended is taken over, and a run that fails before training began leaves
   no folder behind;
-* records the machine of every session in the run's ``machine.json``;
+* records the machine of every session in the run's ``machine.json``; a resumed run takes
+  ``--threads`` (``OMP_NUM_THREADS``) when given, so the last run of a campaign can use the core
+  the others freed (threads change speed, not what a run measures);
 * keeps what the small files cannot rebuild in git between sessions, since a session's disk does
   not outlive it: ``--park`` packs the unfinished runs' ``last.pt`` and the face network's
   ``best.pt`` (which runs not yet started need) into one compressed archive at one fixed path,
@@ -319,10 +321,13 @@ def train_run(
     resume = run.state in RESUMED
     if resume:
         recipe = resume_recipe(run.out)
+        later: dict[str, Any] = {}
         if run.min_epochs:  # a minimum the recipe gained after the run started
-            recipe = apply_overrides(
-                recipe, {"train.min_epochs": run.min_epochs}, where="reproduce.py"
-            )
+            later["train.min_epochs"] = run.min_epochs
+        if threads:  # threads change speed, not what the run measures (a core may have freed up)
+            later["train.num_threads"] = threads
+        if later:
+            recipe = apply_overrides(recipe, later, where="reproduce.py")
     else:
         overrides: dict[str, Any] = {"train.seed": run.seed, "train.num_threads": threads}
         if gpu:

@@ -877,9 +877,10 @@ def test_a_run_early_stopping_ended_before_a_later_minimum_is_extended(plan, tmp
         lambda r, **kw: resumed.append((r, kw["resume"])) or SimpleNamespace(stop_reason="x"),
     )
     console = reproduce.Console(stderr=True)
-    reproduce.train_run(runs["alpha-s0"], spec, sched, 1, None, False, console)
+    reproduce.train_run(runs["alpha-s0"], spec, sched, 2, None, False, console)
     ((again, resume),) = resumed
     assert resume and again.train.min_epochs == 3 and again.train.seed == 0
+    assert again.train.num_threads == 2  # a freed core can speed up a resumed run
 
 
 @pytest.mark.slow
